@@ -1,0 +1,9 @@
+//! `tgp-proto`: the TGP protocol core, sans-IO.
+//!
+//! No sockets, no async runtime, no clock: time comes in as a
+//! [`time::Timestamp`] argument, bytes come in and go out through method
+//! calls. That lets the whole protocol run inside the deterministic
+//! simulator in [`sim`].
+
+pub mod sim;
+pub mod time;
