@@ -5,5 +5,16 @@
 //! calls. That lets the whole protocol run inside the deterministic
 //! simulator in [`sim`].
 
+pub mod class;
+pub mod crypto;
+pub mod delivery;
+pub mod handshake;
+pub mod keys;
+pub mod packet_protection;
 pub mod sim;
 pub mod time;
+pub mod wire;
+
+pub use class::DeliveryClass;
+pub use keys::SessionKeys;
+pub use time::Timestamp;
