@@ -322,6 +322,7 @@ fn duplicates_are_delivered_and_counted() {
     assert_eq!(log.len() as u64, n + stats.duplicated);
     assert_eq!(stats.delivered_packets, n + stats.duplicated);
     assert_eq!(stats.delivered_bytes, 100 * (n + stats.duplicated));
+    assert_eq!(stats.in_flight(), 0);
     let twice = log.windows(2).filter(|w| w[0].seq == w[1].seq).count() as u64;
     assert_eq!(twice, stats.duplicated);
 }
@@ -635,4 +636,195 @@ fn timeouts_fire_at_their_time_not_before() {
         .map(|i| Timestamp::from_duration(ms(3 * i)))
         .collect();
     assert_eq!(fired, &expected);
+}
+
+/// A client that sends a request and retransmits it every 200 ms until the
+/// server echoes it: a stand-in for a handshake, for the cost test below.
+struct Retrier {
+    server: SocketAddr,
+    next: Option<Timestamp>,
+    due: bool,
+    done: bool,
+}
+
+impl Node for Retrier {
+    fn handle_datagram(&mut self, _: Timestamp, _: SocketAddr, _: &[u8]) {
+        self.done = true;
+        self.next = None;
+    }
+    fn poll_transmit(&mut self, _: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.due).then(|| (self.server, vec![1; 120]))
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.next
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        if !self.done {
+            self.due = true;
+            self.next = Some(now + ms(200));
+        }
+    }
+}
+
+/// Echoes every datagram back to its sender.
+#[derive(Default)]
+struct Echo {
+    queued: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Node for Echo {
+    fn handle_datagram(&mut self, _: Timestamp, from: SocketAddr, datagram: &[u8]) {
+        self.queued.push((from, datagram.to_vec()));
+    }
+    fn poll_transmit(&mut self, _: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+        self.queued.pop()
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+    fn handle_timeout(&mut self, _: Timestamp) {}
+}
+
+#[test]
+fn retrying_exchanges_complete_at_any_loss_below_one() {
+    let mut completed = 0;
+    for seed in 0..200u64 {
+        let loss = (seed % 50) as f64 / 50.0 * 0.98;
+        let mut sim = Simulation::new(seed);
+        let client = sim.add_node(
+            addr(1),
+            Retrier {
+                server: addr(2),
+                next: Some(Timestamp::ZERO),
+                due: false,
+                done: false,
+            },
+        );
+        let server = sim.add_node(addr(2), Echo::default());
+        let link = LinkConfig::ideal(ms(25)).with_random_loss(loss);
+        sim.connect(client, server, link.clone(), link);
+        let stopped = sim.run_while(secs(3_600), |s| !s.node::<Retrier>(client).done);
+        completed += u32::from(stopped);
+    }
+    assert_eq!(completed, 200);
+}
+
+/// Cost of the simulator itself; run with
+/// `cargo test --release -p tgp-proto --test sim cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost_of_many_small_runs_and_one_big_one() {
+    let start = std::time::Instant::now();
+    let mut events = 0;
+    for seed in 0..10_500u64 {
+        let loss = (seed % 50) as f64 / 50.0 * 0.98;
+        let mut sim = Simulation::new(seed);
+        let client = sim.add_node(
+            addr(1),
+            Retrier {
+                server: addr(2),
+                next: Some(Timestamp::ZERO),
+                due: false,
+                done: false,
+            },
+        );
+        let server = sim.add_node(addr(2), Echo::default());
+        let link = LinkConfig::ideal(ms(25)).with_random_loss(loss);
+        sim.connect(client, server, link.clone(), link);
+        assert!(sim.run_while(secs(3_600), |s| !s.node::<Retrier>(client).done));
+        events += sim.transmitted();
+    }
+    eprintln!(
+        "10,500 retrying exchanges: {:?} ({events} datagrams)",
+        start.elapsed()
+    );
+
+    // 1,000,000 datagrams of 1250 bytes (1.25 GB) at 20 Mbit/s with loss,
+    // jitter and a queue.
+    let start = std::time::Instant::now();
+    let n = 1_000_000;
+    let (mut sim, sink, link) = one_way(
+        1,
+        n,
+        Duration::from_micros(450),
+        1250,
+        LinkConfig::ideal(ms(50))
+            .with_random_loss(0.01)
+            .with_jitter(ms(2))
+            .with_rate(20_000_000, 250_000),
+    );
+    run_all(&mut sim, n, Duration::from_micros(450));
+    eprintln!(
+        "1,000,000 datagrams over a 20 Mbit/s link: {:?} ({} delivered, p99 queueing {:?})",
+        start.elapsed(),
+        sim.node::<Sink>(sink).arrivals().len(),
+        sim.link_stats(link).queueing_delay_percentile(0.99)
+    );
+}
+
+/// Moves its timer on every datagram, earlier or later, and checks that
+/// the simulator never lets a deadline pass unnoticed nor fires early.
+#[derive(Default)]
+struct Fickle {
+    deadline: Option<Timestamp>,
+    received: u64,
+    fired: u64,
+}
+
+impl Node for Fickle {
+    fn handle_datagram(&mut self, now: Timestamp, _: SocketAddr, datagram: &[u8]) {
+        if let Some(d) = self.deadline {
+            assert!(d >= now, "deadline {d} passed unnoticed (now {now})");
+        }
+        let seq = u64::from_le_bytes(datagram[..8].try_into().unwrap());
+        self.received += 1;
+        // Pseudo-random moves between 0 and 49 ms ahead; every tenth
+        // datagram an idle-style timer far ahead.
+        self.deadline = Some(if seq % 10 == 0 {
+            now + Duration::from_secs(30)
+        } else {
+            now + ms(seq * 7_919 % 50)
+        });
+    }
+    fn poll_transmit(&mut self, _: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        let d = self.deadline.expect("handle_timeout without a timeout");
+        assert_eq!(now, d, "timeout fired at the wrong time");
+        self.deadline = None;
+        self.fired += 1;
+    }
+}
+
+#[test]
+fn moving_timers_fire_exactly_on_time_and_do_not_pile_up() {
+    let n = 50_000;
+    let mut sim = Simulation::new(26);
+    let pinger = sim.add_node(addr(1), Pinger::new(addr(2), n, ms(2), 16));
+    let fickle = sim.add_node(addr(2), Fickle::default());
+    sim.connect(
+        pinger,
+        fickle,
+        LinkConfig::ideal(ms(10))
+            .with_jitter(ms(30))
+            .with_reorder(0.1, ms(40)),
+        LinkConfig::ideal(ms(10)),
+    );
+    let mut peak = 0;
+    let end = Timestamp::from_duration(ms(2 * n)) + Duration::from_secs(60);
+    sim.run_while(end, |s| {
+        peak = peak.max(s.pending_events());
+        true
+    });
+    let node = sim.node::<Fickle>(fickle);
+    assert_eq!(node.received, n);
+    assert!(node.fired > 1_000, "{}", node.fired);
+    assert_eq!(node.deadline, None);
+    // In flight: ~40 ms / 2 ms datagrams plus a few timers, not one stale
+    // timer per datagram.
+    assert!(peak < 200, "{peak}");
 }

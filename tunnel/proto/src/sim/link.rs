@@ -195,6 +195,12 @@ impl LinkConfig {
         }
     }
 
+    /// This link with one-way propagation delay `delay`.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
     /// This link with the given loss model.
     pub fn with_loss(mut self, loss: LossModel) -> Self {
         self.loss = loss;
@@ -383,6 +389,13 @@ impl LinkStats {
     /// queue, lost ones included).
     pub fn queueing_delay_samples(&self) -> u64 {
         self.queueing_delay.count
+    }
+
+    /// Datagrams accepted by the link that have neither arrived nor been
+    /// lost yet (a duplicated one counts twice).
+    pub fn in_flight(&self) -> u64 {
+        (self.offered_packets + self.duplicated)
+            .saturating_sub(self.dropped_by_queue + self.dropped_by_loss + self.delivered_packets)
     }
 
     /// Fraction of the packets that got through the queue that the loss

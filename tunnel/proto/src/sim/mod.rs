@@ -24,15 +24,18 @@
 //! ```
 //!
 //! # Event loop
-//! Events (datagram arrivals and node timers) sit in a binary heap ordered
-//! by (time, sequence number), so simultaneous events run in the order they
-//! were scheduled. After a node handles a datagram or a timeout, its
+//! Datagram arrivals sit in a binary heap ordered by (time, sequence
+//! number); each node's current timeout sits, with a sequence number from
+//! the same counter, in an ordered set that is updated in place whenever
+//! the node's `poll_timeout` changes (so no stale timers pile up). The next
+//! step is the earlier of the two by (time, sequence number), so
+//! simultaneous events run in the order they were scheduled. After a node handles a datagram or a timeout, its
 //! [`Node::poll_transmit`] is drained and every datagram goes through the
 //! transmit filter and onto its route at the current time; then its
 //! [`Node::poll_timeout`] is read again. A timeout in the past is treated
 //! as "now". [`Node::handle_timeout`] is only called when the virtual time
 //! has reached the node's timeout. Each step costs O(log n) in the number of
-//! pending events; nothing scans all nodes or all packets.
+//! pending arrivals and nodes; nothing scans all nodes or all packets.
 
 mod link;
 pub mod nodes;
@@ -43,7 +46,7 @@ use crate::time::Timestamp;
 use link::{link_rng, Fate, Link};
 use std::any::Any;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -121,30 +124,26 @@ impl<T: Node> NodeObject for T {
 struct NodeSlot {
     address: SocketAddr,
     node: Box<dyn NodeObject>,
-    /// The node's last answer to `poll_timeout`, clamped to the time asked.
-    timeout: Option<Timestamp>,
-    /// Time of the earliest timer event of this node still in the heap.
-    scheduled: Option<Timestamp>,
+    /// The node's last answer to `poll_timeout` (clamped to the time it was
+    /// asked) and the sequence number it was armed with: its key in
+    /// `Simulation::timers`.
+    timer: Option<(Timestamp, u64)>,
     /// Touched through `node_mut` (or new): drain and re-poll before running.
     dirty: bool,
 }
 
-enum Event {
-    Deliver {
-        to: NodeId,
-        from: SocketAddr,
-        link: Option<LinkId>,
-        datagram: Vec<u8>,
-    },
-    Timer {
-        node: NodeId,
-    },
+/// A datagram on its way to a node.
+struct Delivery {
+    to: NodeId,
+    from: SocketAddr,
+    link: Option<LinkId>,
+    datagram: Vec<u8>,
 }
 
 struct Scheduled {
     time: Timestamp,
     seq: u64,
-    event: Event,
+    delivery: Delivery,
 }
 
 impl PartialEq for Scheduled {
@@ -184,6 +183,8 @@ pub struct Simulation {
     now: Timestamp,
     next_seq: u64,
     events: BinaryHeap<Scheduled>,
+    /// Armed node timeouts: (time, sequence number, node).
+    timers: BTreeSet<(Timestamp, u64, NodeId)>,
     nodes: Vec<NodeSlot>,
     by_address: HashMap<SocketAddr, NodeId>,
     links: Vec<Link>,
@@ -203,7 +204,7 @@ impl fmt::Debug for Simulation {
             .field("now", &self.now)
             .field("nodes", &self.nodes.len())
             .field("links", &self.links.len())
-            .field("pending_events", &self.events.len())
+            .field("pending_events", &self.pending_events())
             .field("transmitted", &self.transmitted)
             .finish_non_exhaustive()
     }
@@ -218,6 +219,7 @@ impl Simulation {
             now: Timestamp::ZERO,
             next_seq: 0,
             events: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             nodes: Vec::new(),
             by_address: HashMap::new(),
             links: Vec::new(),
@@ -249,8 +251,7 @@ impl Simulation {
         self.nodes.push(NodeSlot {
             address,
             node: Box::new(node),
-            timeout: None,
-            scheduled: None,
+            timer: None,
             dirty: true,
         });
         self.dirty.push(id);
@@ -414,7 +415,13 @@ impl Simulation {
     /// A node touched through [`Simulation::node_mut`] is not accounted for
     /// until the simulation runs.
     pub fn next_event_time(&self) -> Option<Timestamp> {
-        self.events.peek().map(|e| e.time)
+        self.next_event().map(|(time, _, _)| time)
+    }
+
+    /// Number of pending events: datagrams in flight plus armed node
+    /// timeouts.
+    pub fn pending_events(&self) -> usize {
+        self.events.len() + self.timers.len()
     }
 
     /// Installs `filter`, which sees every datagram a node emits before it
@@ -438,7 +445,7 @@ impl Simulation {
         let at = at.max(self.now);
         self.schedule(
             at,
-            Event::Deliver {
+            Delivery {
                 to,
                 from,
                 link: None,
@@ -509,10 +516,29 @@ impl Simulation {
         );
     }
 
-    fn schedule(&mut self, time: Timestamp, event: Event) {
+    fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.events.push(Scheduled { time, seq, event });
+        seq
+    }
+
+    fn schedule(&mut self, time: Timestamp, delivery: Delivery) {
+        let seq = self.take_seq();
+        self.events.push(Scheduled {
+            time,
+            seq,
+            delivery,
+        });
+    }
+
+    /// The earliest pending event: (time, sequence number, is a timer).
+    fn next_event(&self) -> Option<(Timestamp, u64, bool)> {
+        let arrival = self.events.peek().map(|e| (e.time, e.seq, false));
+        let timer = self.timers.first().map(|&(t, seq, _)| (t, seq, true));
+        match (arrival, timer) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
     }
 
     /// Counts a step at the current instant; panics if a node spins.
@@ -553,55 +579,40 @@ impl Simulation {
     /// Processes the next event at or before `end`; `false` if there is
     /// none.
     fn step(&mut self, end: Timestamp) -> bool {
-        loop {
-            match self.events.peek() {
-                Some(next) if next.time <= end => {}
-                _ => return false,
-            }
-            let Some(Scheduled { time, event, .. }) = self.events.pop() else {
-                return false;
-            };
-            match event {
-                Event::Timer { node } => {
-                    let slot = &mut self.nodes[node];
-                    if slot.scheduled != Some(time) {
-                        // Superseded by an earlier timer event.
-                        continue;
-                    }
-                    slot.scheduled = None;
-                    self.advance_to(time);
-                    self.count_step(node);
-                    let now = self.now;
-                    let slot = &mut self.nodes[node];
-                    if slot.timeout.is_some_and(|t| t <= now) {
-                        slot.node.handle_timeout(now);
-                        self.after_interaction(node);
-                    } else {
-                        self.arm_timer(node);
-                    }
-                    return true;
-                }
-                Event::Deliver {
-                    to,
-                    from,
-                    link,
-                    datagram,
-                } => {
-                    self.advance_to(time);
-                    self.count_step(to);
-                    if let Some(link) = link {
-                        let stats = &mut self.links[link].stats;
-                        stats.delivered_packets += 1;
-                        stats.delivered_bytes += datagram.len() as u64;
-                    }
-                    self.nodes[to]
-                        .node
-                        .handle_datagram(self.now, from, &datagram);
-                    self.after_interaction(to);
-                    return true;
-                }
-            }
+        let Some((time, _, is_timer)) = self.next_event() else {
+            return false;
+        };
+        if time > end {
+            return false;
         }
+        self.advance_to(time);
+        if is_timer {
+            let (_, _, node) = self.timers.pop_first().expect("peeked timer");
+            self.count_step(node);
+            let slot = &mut self.nodes[node];
+            slot.timer = None;
+            slot.node.handle_timeout(self.now);
+            self.after_interaction(node);
+        } else {
+            let Scheduled { delivery, .. } = self.events.pop().expect("peeked arrival");
+            let Delivery {
+                to,
+                from,
+                link,
+                datagram,
+            } = delivery;
+            self.count_step(to);
+            if let Some(link) = link {
+                let stats = &mut self.links[link].stats;
+                stats.delivered_packets += 1;
+                stats.delivered_bytes += datagram.len() as u64;
+            }
+            self.nodes[to]
+                .node
+                .handle_datagram(self.now, from, &datagram);
+            self.after_interaction(to);
+        }
+        true
     }
 
     /// Drains the node's datagrams onto their routes, then re-reads its
@@ -614,19 +625,23 @@ impl Simulation {
         self.arm_timer(id);
     }
 
-    /// Re-reads the node's timeout and makes sure a timer event at or
-    /// before it is in the heap.
+    /// Re-reads the node's timeout (a past one counts as now) and updates
+    /// its entry in the timer set if it changed.
     fn arm_timer(&mut self, id: NodeId) {
         let now = self.now;
-        let slot = &mut self.nodes[id];
-        let timeout = slot.node.poll_timeout().map(|t| t.max(now));
-        slot.timeout = timeout;
-        if let Some(t) = timeout {
-            if slot.scheduled.is_none_or(|s| t < s) {
-                slot.scheduled = Some(t);
-                self.schedule(t, Event::Timer { node: id });
-            }
+        let timeout = self.nodes[id].node.poll_timeout().map(|t| t.max(now));
+        let old = self.nodes[id].timer;
+        if old.map(|(t, _)| t) == timeout {
+            return;
         }
+        if let Some((t, seq)) = old {
+            self.timers.remove(&(t, seq, id));
+        }
+        let new = timeout.map(|t| (t, self.take_seq()));
+        if let Some((t, seq)) = new {
+            self.timers.insert((t, seq, id));
+        }
+        self.nodes[id].timer = new;
     }
 
     fn send(&mut self, from_id: NodeId, to: SocketAddr, datagram: Vec<u8>) {
@@ -660,7 +675,7 @@ impl Simulation {
                 if duplicate {
                     self.schedule(
                         at,
-                        Event::Deliver {
+                        Delivery {
                             to: to_id,
                             from,
                             link: Some(link),
@@ -670,7 +685,7 @@ impl Simulation {
                 }
                 self.schedule(
                     at,
-                    Event::Deliver {
+                    Delivery {
                         to: to_id,
                         from,
                         link: Some(link),
