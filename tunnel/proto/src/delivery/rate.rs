@@ -1,0 +1,300 @@
+//! The rate controller: how fast the data plane may put bytes on the wire.
+//!
+//! BBR-like: it estimates the bottleneck rate (max-filtered rate at which
+//! the path *serviced* our packets — arrived or lost after the bottleneck —
+//! measured between receipts) and the minimum round-trip time, and paces at
+//! a gain times that rate, probing up for one round in eight. Random loss
+//! does not lower the rate. Congestion shows as queueing delay: while the
+//! round trip exceeds the minimum by more than the queue-delay target, no
+//! sample may raise the estimate and the sender drains.
+//!
+//! Two caps keep it honest: the optional configured ceiling, and an
+//! anti-amplification cap — never more than the rate the peer reports
+//! receiving, scaled by the redundancy the measured loss needs
+//! (`arrived / (1 − loss)`, with loss capped at `max_loss`), times a small
+//! headroom. A peer that overstates bandwidth still cannot make us send
+//! more than what arrives times that bounded factor.
+
+use crate::time::Timestamp;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const PROBE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const STARTUP_GAIN: f64 = 2.0;
+const DRAIN_GAIN: f64 = 0.5;
+const CONGESTED_GAIN: f64 = 0.85;
+
+/// Which phase the controller is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateMode {
+    /// Doubling each round until the rate stops growing.
+    Startup,
+    /// Draining the queue built during startup.
+    Drain,
+    /// Steady state: pacing at the estimate with periodic probes.
+    ProbeBandwidth,
+}
+
+/// Tunables of the rate controller.
+#[derive(Clone, Debug)]
+pub struct RateConfig {
+    /// Hard cap in bits per second, if any.
+    pub ceiling_bits_per_second: Option<u64>,
+    /// Rate before any measurement, bits per second.
+    pub initial_bits_per_second: u64,
+    /// Queueing delay above the minimum RTT treated as congestion.
+    pub queue_delay_target: Duration,
+    /// Highest loss fraction the anti-amplification cap honours.
+    pub max_loss: f64,
+}
+
+/// One completed measurement delivered by a receipt.
+#[derive(Clone, Copy, Debug)]
+pub struct RateSample {
+    /// Round-trip time of the newest acknowledged packet (ack delay removed).
+    pub rtt: Duration,
+    /// Bytes per second the path serviced over the sample interval.
+    pub serviced_bytes_per_second: Option<f64>,
+    /// Whether the sender was short of data when the packet left.
+    pub app_limited: bool,
+    /// The newest acknowledged packet number.
+    pub acked_packet: u64,
+    /// The next packet number the sender will use.
+    pub next_packet: u64,
+    /// Bytes in flight after this receipt.
+    pub bytes_in_flight: u64,
+}
+
+/// A BBR-like estimator of bottleneck rate and minimum RTT.
+#[derive(Clone, Debug)]
+pub struct RateController {
+    config: RateConfig,
+    mode: RateMode,
+    bandwidth_samples: VecDeque<(Timestamp, f64)>,
+    bottleneck: f64,
+    min_rtt: Option<Duration>,
+    min_rtt_at: Timestamp,
+    smoothed_rtt: Option<Duration>,
+    latest_rtt: Duration,
+    full_bandwidth: f64,
+    rounds_without_growth: u32,
+    round_end_packet: u64,
+    cycle_index: usize,
+    cycle_started: Timestamp,
+    arrived_samples: VecDeque<(Timestamp, f64)>,
+    arrived_anchor: Option<(Timestamp, u64)>,
+    peer_loss: f64,
+}
+
+impl RateController {
+    /// A controller starting at the configured initial rate.
+    pub fn new(now: Timestamp, config: RateConfig) -> Self {
+        let initial = config.initial_bits_per_second as f64 / 8.0;
+        RateController {
+            config,
+            mode: RateMode::Startup,
+            bandwidth_samples: VecDeque::new(),
+            bottleneck: initial,
+            min_rtt: None,
+            min_rtt_at: now,
+            smoothed_rtt: None,
+            latest_rtt: Duration::ZERO,
+            full_bandwidth: 0.0,
+            rounds_without_growth: 0,
+            round_end_packet: 0,
+            cycle_index: 0,
+            cycle_started: now,
+            arrived_samples: VecDeque::new(),
+            arrived_anchor: None,
+            peer_loss: 0.0,
+        }
+    }
+
+    /// The phase.
+    pub fn mode(&self) -> RateMode {
+        self.mode
+    }
+
+    /// Minimum RTT seen in the last 10 s (100 ms before any sample).
+    pub fn min_rtt(&self) -> Duration {
+        self.min_rtt.unwrap_or(Duration::from_millis(100))
+    }
+
+    /// Smoothed RTT (100 ms before any sample).
+    pub fn smoothed_rtt(&self) -> Duration {
+        self.smoothed_rtt.unwrap_or(Duration::from_millis(100))
+    }
+
+    /// Whether any RTT sample has been taken.
+    pub fn has_rtt(&self) -> bool {
+        self.smoothed_rtt.is_some()
+    }
+
+    /// The bottleneck estimate, bytes per second.
+    pub fn bottleneck_bytes_per_second(&self) -> f64 {
+        self.bottleneck
+    }
+
+    /// Records the loss the peer measured on our packets (0..1).
+    pub fn set_peer_loss(&mut self, loss: f64) {
+        self.peer_loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// Records the peer's running count of bytes received from us.
+    pub fn on_peer_bytes_received(&mut self, now: Timestamp, total: u64) {
+        match self.arrived_anchor {
+            None => self.arrived_anchor = Some((now, total)),
+            Some((at, bytes)) => {
+                let elapsed = now - at;
+                if elapsed >= self.min_rtt().max(Duration::from_millis(20)) / 2 && total >= bytes {
+                    let rate = (total - bytes) as f64 / elapsed.as_secs_f64();
+                    self.arrived_samples.push_back((now, rate));
+                    self.arrived_anchor = Some((now, total));
+                }
+            }
+        }
+        let window = self.filter_window();
+        while self
+            .arrived_samples
+            .front()
+            .is_some_and(|&(t, _)| now - t > window)
+        {
+            self.arrived_samples.pop_front();
+        }
+    }
+
+    fn filter_window(&self) -> Duration {
+        (self.smoothed_rtt() * 10).max(Duration::from_secs(1))
+    }
+
+    fn queue_delay(&self) -> Duration {
+        self.latest_rtt.saturating_sub(self.min_rtt())
+    }
+
+    fn congested(&self) -> bool {
+        self.min_rtt.is_some() && self.queue_delay() > self.config.queue_delay_target
+    }
+
+    /// Feeds one measurement.
+    pub fn on_sample(&mut self, now: Timestamp, sample: RateSample) {
+        self.latest_rtt = sample.rtt;
+        self.smoothed_rtt = Some(match self.smoothed_rtt {
+            None => sample.rtt,
+            Some(s) => (s * 7 + sample.rtt) / 8,
+        });
+        if self.min_rtt.is_none_or(|m| sample.rtt <= m)
+            || now - self.min_rtt_at > Duration::from_secs(10)
+        {
+            self.min_rtt = Some(sample.rtt);
+            self.min_rtt_at = now;
+        }
+        let congested = self.congested();
+        if let Some(rate) = sample.serviced_bytes_per_second {
+            let allowed = !(congested && rate > self.bottleneck)
+                && !(sample.app_limited && rate < self.bottleneck);
+            if allowed && rate.is_finite() && rate > 0.0 {
+                self.bandwidth_samples.push_back((now, rate));
+            }
+        }
+        let window = self.filter_window();
+        while self
+            .bandwidth_samples
+            .front()
+            .is_some_and(|&(t, _)| now - t > window)
+        {
+            self.bandwidth_samples.pop_front();
+        }
+        if let Some(max) = self
+            .bandwidth_samples
+            .iter()
+            .map(|&(_, r)| r)
+            .reduce(f64::max)
+        {
+            self.bottleneck = max;
+        }
+        let round_start = sample.acked_packet >= self.round_end_packet;
+        if round_start {
+            self.round_end_packet = sample.next_packet;
+        }
+        match self.mode {
+            RateMode::Startup => {
+                if round_start {
+                    if self.bottleneck >= self.full_bandwidth * 1.25 {
+                        self.full_bandwidth = self.bottleneck;
+                        self.rounds_without_growth = 0;
+                    } else {
+                        self.rounds_without_growth += 1;
+                    }
+                }
+                if self.rounds_without_growth >= 3 || congested {
+                    self.mode = RateMode::Drain;
+                }
+            }
+            RateMode::Drain => {
+                if sample.bytes_in_flight <= self.bdp()
+                    || self.queue_delay() < Duration::from_millis(3)
+                {
+                    self.mode = RateMode::ProbeBandwidth;
+                    self.cycle_index = 2;
+                    self.cycle_started = now;
+                }
+            }
+            RateMode::ProbeBandwidth => {
+                if now - self.cycle_started >= self.min_rtt() {
+                    self.cycle_index = (self.cycle_index + 1) % PROBE_GAINS.len();
+                    self.cycle_started = now;
+                }
+            }
+        }
+    }
+
+    fn bdp(&self) -> u64 {
+        (self.bottleneck * self.min_rtt().as_secs_f64()) as u64
+    }
+
+    fn gain(&self) -> f64 {
+        match self.mode {
+            RateMode::Startup => STARTUP_GAIN,
+            RateMode::Drain => DRAIN_GAIN,
+            RateMode::ProbeBandwidth if self.congested() => CONGESTED_GAIN,
+            RateMode::ProbeBandwidth => PROBE_GAINS[self.cycle_index],
+        }
+    }
+
+    /// The anti-amplification cap in bytes per second, if measured.
+    pub fn amplification_cap(&self) -> Option<f64> {
+        let arrived = self
+            .arrived_samples
+            .iter()
+            .map(|&(_, r)| r)
+            .reduce(f64::max)?;
+        let loss = self.peer_loss.min(self.config.max_loss);
+        Some(arrived / (1.0 - loss) * 1.5)
+    }
+
+    /// Current pacing rate in bytes per second.
+    pub fn pacing_bytes_per_second(&self) -> f64 {
+        let mut rate = self.gain() * self.bottleneck;
+        if let Some(cap) = self.amplification_cap() {
+            // Never below the initial rate, so a quiet peer cannot stall us.
+            rate = rate.min(cap.max(self.config.initial_bits_per_second as f64 / 8.0));
+        }
+        if let Some(ceiling) = self.config.ceiling_bits_per_second {
+            rate = rate.min(ceiling as f64 / 8.0);
+        }
+        rate.max(1000.0)
+    }
+
+    /// Most bytes allowed in flight (not yet known arrived or lost).
+    pub fn congestion_window(&self, packet_size: usize) -> u64 {
+        let gain = if self.mode == RateMode::Startup {
+            3.0
+        } else {
+            2.0
+        };
+        // Allow for receipts arriving late or rarely (loss on the way back).
+        let bdp = self.pacing_bytes_per_second().max(self.bottleneck)
+            * (self.min_rtt() + Duration::from_millis(20)).as_secs_f64();
+        (gain * bdp) as u64 + 16 * packet_size as u64
+    }
+}
