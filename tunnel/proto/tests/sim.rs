@@ -828,3 +828,72 @@ fn moving_timers_fire_exactly_on_time_and_do_not_pile_up() {
     // timer per datagram.
     assert!(peak < 200, "{peak}");
 }
+
+#[test]
+fn simultaneous_events_keep_their_scheduling_order() {
+    let mut sim = Simulation::new(27);
+    let sink = sim.add_node(addr(2), Sink::default());
+    let at = secs(1);
+    for i in 0..100u64 {
+        sim.inject(at, addr(9), sink, i.to_le_bytes().to_vec());
+    }
+    sim.run_until(secs(2));
+    let seqs: Vec<u64> = arrivals(&sim, sink)
+        .iter()
+        .map(|a| a.seq.unwrap())
+        .collect();
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+    assert!(arrivals(&sim, sink).iter().all(|a| a.time == at));
+}
+
+#[test]
+fn rebinding_changes_the_source_address_and_unroutes_the_old_one() {
+    let mut sim = Simulation::new(28);
+    let pinger = sim.add_node(addr(1), Pinger::new(addr(2), 10, ms(100), 16));
+    let sink = sim.add_node(addr(2), Sink::default());
+    let back = sim.add_node(addr(3), Pinger::new(addr(1), 10, ms(100), 16));
+    sim.connect(
+        pinger,
+        sink,
+        LinkConfig::ideal(ms(10)),
+        LinkConfig::ideal(ms(10)),
+    );
+    sim.connect(
+        back,
+        pinger,
+        LinkConfig::ideal(ms(10)),
+        LinkConfig::ideal(ms(10)),
+    );
+    sim.run_until(Timestamp::from_duration(ms(450)));
+    sim.rebind(pinger, addr(5));
+    assert_eq!(sim.address(pinger), addr(5));
+    assert_eq!(sim.node_id(addr(5)), Some(pinger));
+    assert_eq!(sim.node_id(addr(1)), None);
+    sim.run_until(secs(2));
+    let from: Vec<SocketAddr> = arrivals(&sim, sink).iter().map(|a| a.from).collect();
+    assert_eq!(from[..5], [addr(1); 5]);
+    assert_eq!(from[5..], [addr(5); 5]);
+    // `back` keeps sending to the old address: unrouted from 500 ms on.
+    assert_eq!(sim.unrouted_drops(), 5);
+}
+
+#[test]
+#[should_panic(expected = "more than 1000 steps")]
+fn a_node_that_never_stops_transmitting_hits_the_step_limit() {
+    /// Always has another datagram.
+    struct Babbler;
+    impl Node for Babbler {
+        fn handle_datagram(&mut self, _: Timestamp, _: SocketAddr, _: &[u8]) {}
+        fn poll_transmit(&mut self, _: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+            Some((addr(9), vec![0]))
+        }
+        fn poll_timeout(&self) -> Option<Timestamp> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Timestamp) {}
+    }
+    let mut sim = Simulation::new(29);
+    sim.set_max_steps_per_instant(1_000);
+    sim.add_node(addr(1), Babbler);
+    sim.run_until(secs(1));
+}

@@ -26,7 +26,8 @@ pub enum LossModel {
         probability: f64,
     },
     /// Gilbert-Elliott: a two-state (good / bad) Markov chain, advanced once
-    /// per packet, with a loss probability per state. It models bursty loss.
+    /// per packet that reaches the loss stage (queue drops do not move it),
+    /// with a loss probability per state. It models bursty loss.
     ///
     /// For each packet the link first decides loss with the current state's
     /// probability, then moves to the other state with the transition

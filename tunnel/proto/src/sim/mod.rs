@@ -97,9 +97,8 @@ pub enum Verdict {
     Drop,
 }
 
-/// After this many steps without the virtual time moving, the simulation
-/// panics: some node is spinning.
-const MAX_STEPS_PER_INSTANT: u64 = 1_000_000;
+/// Default for [`Simulation::set_max_steps_per_instant`].
+pub const DEFAULT_MAX_STEPS_PER_INSTANT: u64 = 1_000_000;
 
 /// Object-safe access to a node as `Any`, for downcasting (works without
 /// relying on trait upcasting).
@@ -195,6 +194,7 @@ pub struct Simulation {
     filtered: u64,
     unrouted: u64,
     steps_at_instant: u64,
+    max_steps_per_instant: u64,
 }
 
 impl fmt::Debug for Simulation {
@@ -230,6 +230,7 @@ impl Simulation {
             filtered: 0,
             unrouted: 0,
             steps_at_instant: 0,
+            max_steps_per_instant: DEFAULT_MAX_STEPS_PER_INSTANT,
         }
     }
 
@@ -324,6 +325,27 @@ impl Simulation {
     pub fn address(&self, id: NodeId) -> SocketAddr {
         self.check_node(id, "address");
         self.nodes[id].address
+    }
+
+    /// Moves node `id` to `new_address` from now on (a NAT rebinding or a
+    /// roaming client): datagrams it sends carry the new address, datagrams
+    /// sent to the old address are unrouted, datagrams already in flight
+    /// still arrive. Routes are between nodes, so they stay.
+    ///
+    /// # Panics
+    /// On an unknown node or if another node has `new_address`.
+    pub fn rebind(&mut self, id: NodeId, new_address: SocketAddr) {
+        self.check_node(id, "rebind");
+        if let Some(&other) = self.by_address.get(&new_address) {
+            assert!(
+                other == id,
+                "Simulation::rebind: address {new_address} already belongs to node {other}"
+            );
+            return;
+        }
+        let old = std::mem::replace(&mut self.nodes[id].address, new_address);
+        self.by_address.remove(&old);
+        self.by_address.insert(new_address, id);
     }
 
     /// The node at `address`, if any.
@@ -424,6 +446,15 @@ impl Simulation {
         self.events.len() + self.timers.len()
     }
 
+    /// Sets how many steps (events handled plus datagrams emitted) may
+    /// happen without the virtual time moving before the simulation panics
+    /// as stuck; [`DEFAULT_MAX_STEPS_PER_INSTANT`] by default. A node that
+    /// returns a `poll_timeout` in the past without making progress, or
+    /// whose `poll_transmit` never returns `None`, hits this limit.
+    pub fn set_max_steps_per_instant(&mut self, limit: u64) {
+        self.max_steps_per_instant = limit;
+    }
+
     /// Installs `filter`, which sees every datagram a node emits before it
     /// reaches a route and can drop it. Replaces any earlier filter.
     pub fn set_transmit_filter(&mut self, filter: impl FnMut(&Transmit) -> Verdict + 'static) {
@@ -436,7 +467,10 @@ impl Simulation {
     }
 
     /// Delivers `datagram` to node `to` at `at` (or now, if `at` is in the
-    /// past) as if sent from `from`, bypassing links. For replay tests.
+    /// past) as if sent from `from`, bypassing links and the transmit
+    /// filter (it does not count in [`Simulation::transmitted`]). Datagrams
+    /// injected for the same time arrive in the order they were injected.
+    /// For replay tests.
     ///
     /// # Panics
     /// On an unknown node.
@@ -544,12 +578,13 @@ impl Simulation {
     /// Counts a step at the current instant; panics if a node spins.
     fn count_step(&mut self, node: NodeId) {
         self.steps_at_instant += 1;
-        if self.steps_at_instant > MAX_STEPS_PER_INSTANT {
+        if self.steps_at_instant > self.max_steps_per_instant {
             panic!(
-                "Simulation stuck: more than {MAX_STEPS_PER_INSTANT} steps at {} without the \
+                "Simulation stuck: more than {} steps at {} without the \
                  virtual time moving (last node {node}, a {}); a node probably keeps returning \
                  a poll_timeout that is not in the future without making progress, or never \
                  stops returning datagrams from poll_transmit",
+                self.max_steps_per_instant,
                 self.now,
                 self.nodes[node].node.type_name()
             );
