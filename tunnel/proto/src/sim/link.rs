@@ -153,6 +153,15 @@ fn stationary_bad(good_to_bad: f64, bad_to_good: f64) -> f64 {
 /// The behaviour of one direction of a hop. Build it with
 /// [`LinkConfig::ideal`] and the `with_*` methods.
 ///
+/// A datagram put on the link goes through, in order: the drop-tail queue
+/// (dropped if it would have to wait and the waiting bytes would exceed
+/// `queue_limit_bytes`), serialisation at `rate_bits_per_second`, the loss
+/// model (so a lost datagram has used the link's time), propagation
+/// `delay` plus jitter (plus `reorder_extra_delay` if reordered), and
+/// duplication. Its queueing delay is the time it waited before its
+/// serialisation started. The link is FIFO, so its whole fate is decided
+/// when it enters; draws come from the link's own RNG stream.
+///
 /// The rate and queue apply to datagram bytes only (no IP/UDP header
 /// overhead is added).
 #[derive(Clone, Debug, PartialEq)]
@@ -182,7 +191,8 @@ pub struct LinkConfig {
 
 impl LinkConfig {
     /// A link that only delays: no loss, no jitter, no reordering, no
-    /// duplication, unlimited rate.
+    /// duplication, unlimited rate (and an unlimited queue, should a rate
+    /// be set without [`LinkConfig::with_rate`]).
     pub fn ideal(delay: Duration) -> Self {
         LinkConfig {
             loss: LossModel::None,
