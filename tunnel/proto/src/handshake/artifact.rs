@@ -88,7 +88,7 @@ impl Level {
 /// Wire kind number of the key-confirmation marker ("I hold RECEIPT").
 pub const DONE_KIND: u8 = 6;
 /// Length of a commitment body in bytes.
-pub const COMMITMENT_LEN: usize = 1 + 32 + 32 + 32 + 32 + SessionParameters::LEN + 8 + 64;
+pub const COMMITMENT_LEN: usize = 1 + 32 + 32 + 32 + 32 + SessionParameters::LEN + 8 + 8 + 64;
 /// Length of a D, T, Q, Q_CONF or Q_CONF_FINAL body in bytes.
 pub const PROOF_LEN: usize = 32 + 32 + 64;
 /// Length of the key-confirmation marker body: RECEIPT and an HMAC tag.
@@ -147,6 +147,9 @@ pub struct Commitment {
     pub parameters: SessionParameters,
     /// The signer's wall-clock time when it started, in Unix milliseconds.
     pub unix_time_ms: u64,
+    /// The session this one rekeys and continues (its session id), or 0
+    /// for a fresh session (first contact, or after a restart).
+    pub continues_session: u64,
 }
 
 impl Commitment {
@@ -160,6 +163,7 @@ impl Commitment {
         out.extend_from_slice(&self.ephemeral);
         out.extend_from_slice(&self.parameters.encode());
         out.extend_from_slice(&self.unix_time_ms.to_le_bytes());
+        out.extend_from_slice(&self.continues_session.to_le_bytes());
         out
     }
 
@@ -188,6 +192,7 @@ impl Commitment {
         let ephemeral = reader.array::<32>()?;
         let parameters = SessionParameters::decode(&reader.array::<{ SessionParameters::LEN }>()?);
         let unix_time_ms = u64::from_le_bytes(reader.array::<8>()?);
+        let continues_session = u64::from_le_bytes(reader.array::<8>()?);
         let signature = reader.array::<64>()?;
         Ok((
             Commitment {
@@ -198,6 +203,7 @@ impl Commitment {
                 ephemeral,
                 parameters,
                 unix_time_ms,
+                continues_session,
             },
             signature,
         ))

@@ -8,7 +8,7 @@
 //!
 //! | proof | built when X holds | signs |
 //! |---|---|---|
-//! | C_X | — (at start) | version, both identity keys, 32 fresh random bytes, an X25519 ephemeral key, the session parameters, a timestamp |
+//! | C_X | — (at start) | version, both identity keys, 32 fresh random bytes, an X25519 ephemeral key, the session parameters, a timestamp, the session it continues (0 if fresh) |
 //! | D_X | C_Y | h(C_X), h(C_Y) |
 //! | T_X | D_X, D_Y | h(D_X), h(D_Y) |
 //! | Q_X | T_X, T_Y | h(T_X), h(T_Y) |
@@ -135,10 +135,14 @@ pub enum DropReason {
     /// A commitment whose timestamp is too far from our clock.
     #[error("commitment timestamp outside the allowed clock skew")]
     ClockSkew,
-    /// An older commitment than the one we hold, or a new one arriving too
-    /// late to replace it.
+    /// A commitment not newer than the one we hold.
     #[error("stale commitment")]
     StaleCommitment,
+    /// A newer commitment than ours from the peer (it restarted, or began a
+    /// new handshake), arriving after this handshake went past D: the owner
+    /// should start a new handshake for it.
+    #[error("newer commitment: the peer started a new handshake")]
+    NewerCommitment,
     /// A key-confirmation tag that does not verify.
     #[error("bad key confirmation")]
     BadConfirmation,
@@ -152,7 +156,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for listing counters.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::NotHandshake,
@@ -164,6 +168,7 @@ impl DropReason {
         DropReason::ParameterMismatch,
         DropReason::ClockSkew,
         DropReason::StaleCommitment,
+        DropReason::NewerCommitment,
         DropReason::BadConfirmation,
         DropReason::PrematureConfirmation,
         DropReason::Finished,
@@ -187,6 +192,7 @@ impl DropReason {
             DropReason::ParameterMismatch => "parameter_mismatch",
             DropReason::ClockSkew => "clock_skew",
             DropReason::StaleCommitment => "stale_commitment",
+            DropReason::NewerCommitment => "newer_commitment",
             DropReason::BadConfirmation => "bad_confirmation",
             DropReason::PrematureConfirmation => "premature_confirmation",
             DropReason::Finished => "finished",
@@ -216,6 +222,10 @@ pub struct HandshakeConfig {
     /// first authenticated packet), so a responder created on the first
     /// packet shares the initiator's deadline.
     pub align_start_to_peer: bool,
+    /// The id of the session this handshake rekeys, bound into our
+    /// commitment; `None` for a fresh session. Both sides naming the same
+    /// session means the data plane continues under the new keys.
+    pub continues_session: Option<u64>,
 }
 
 impl Default for HandshakeConfig {
@@ -228,6 +238,7 @@ impl Default for HandshakeConfig {
             max_clock_skew: Duration::from_secs(120),
             max_datagram_size: 1400,
             align_start_to_peer: false,
+            continues_session: None,
         }
     }
 }
@@ -415,6 +426,7 @@ impl Handshake {
             ephemeral: X25519Public::from(&ephemeral).to_bytes(),
             parameters: config.parameters(),
             unix_time_ms,
+            continues_session: config.continues_session.unwrap_or(0),
         };
         let body = commitment.sign_and_encode(&identity);
         let hash = artifact_hash(Level::Commitment as u8, &own_key, &body);
@@ -484,6 +496,27 @@ impl Handshake {
     /// The session keys, once RECEIPT is built.
     pub fn session_keys(&self) -> Option<&SessionKeys> {
         self.secrets.as_ref().map(|s| &s.session_keys)
+    }
+
+    /// The session both commitments say this handshake continues (a
+    /// rekey), once the peer's commitment is held; `None` when either side
+    /// started fresh or they name different sessions.
+    pub fn continued_session(&self) -> Option<u64> {
+        let peer = self.peer_commitment.as_ref()?.continues_session;
+        let own = self.config.continues_session?;
+        (peer == own && own != 0).then_some(own)
+    }
+
+    /// The wall-clock start time (Unix ms) in the peer's commitment, once
+    /// held. Commitments from one peer are only accepted in increasing
+    /// order of this time.
+    pub fn peer_commitment_time(&self) -> Option<u64> {
+        self.peer_commitment.as_ref().map(|c| c.unix_time_ms)
+    }
+
+    /// Our own identity key.
+    pub fn own_identity(&self) -> [u8; 32] {
+        self.own_key
     }
 
     /// Counters.
@@ -664,10 +697,11 @@ impl Handshake {
             // A different commitment from the peer: a restart on its side,
             // or a replay. Only a newer one may replace ours, and only while
             // nothing beyond D has been built on the old one.
-            let replaceable = commitment.unix_time_ms > current.unix_time_ms
-                && self.highest_own_level() <= Level::Double;
-            if !replaceable {
+            if commitment.unix_time_ms <= current.unix_time_ms {
                 return Err(DropReason::StaleCommitment);
+            }
+            if self.highest_own_level() > Level::Double || self.outcome != Outcome::Pending {
+                return Err(DropReason::NewerCommitment);
             }
         }
         self.check_signature(hash, |key| commitment.verify(key, &signature))?;

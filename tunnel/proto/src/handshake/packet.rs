@@ -11,7 +11,7 @@
 //! then per artifact: kind (u8: 0..=5 proof levels, 6 = key confirmation),
 //!                    body length (u16 LE), body
 //! ```
-//! The worst case (all six proofs and the confirmation) is 975 bytes, under
+//! The worst case (all six proofs and the confirmation) is 983 bytes, under
 //! [`MAX_HANDSHAKE_PACKET`](crate::wire::MAX_HANDSHAKE_PACKET).
 
 use super::artifact::{
@@ -151,7 +151,7 @@ mod tests {
             artifacts,
         };
         let bytes = packet.encode();
-        assert_eq!(bytes.len(), 975);
+        assert_eq!(bytes.len(), 983);
         assert!(bytes.len() <= MAX_HANDSHAKE_PACKET);
         assert_eq!(HandshakePacket::parse(&bytes), Ok(packet));
     }
