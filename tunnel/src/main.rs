@@ -1,7 +1,205 @@
-//! The `tgp` command. The daemon (TUN device, UDP underlay) is issue 4 and
-//! is not built yet, so the command says so instead of pretending to work.
+//! The `tgp` command: key generation, config checking, and (once issue 4
+//! builds the daemon) bringing the tunnel up and down.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("tgp: the tunnel daemon is not built yet (see issue 4); the protocol core lives in tgp-proto");
-    std::process::ExitCode::from(2)
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tgp_adapters::{mss_for_mtu, IpVersion, RuleProtocol};
+use tgp_proto::DeliveryClass;
+use tgp_tunnel::config::{Config, Peer};
+use tgp_tunnel::keys;
+use tgp_tunnel::units::format_duration;
+
+/// The message for commands that need the daemon.
+const DAEMON_MISSING: &str = "the tunnel daemon is not built yet (issue 4)";
+
+/// tgp: an IP tunnel for lossy links.
+#[derive(Parser)]
+#[command(name = "tgp", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a new private key (base64 Ed25519 seed).
+    Genkey {
+        /// Write the key to this file (created with mode 0600; an existing
+        /// file is never overwritten) instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print the public key of a private key file ("-" reads standard input).
+    Pubkey {
+        /// The private key file.
+        file: PathBuf,
+    },
+    /// Validate a config file and print what it sets up.
+    Check {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Bring the tunnel up (not built yet).
+    Up {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Show the running tunnel (not built yet).
+    Status,
+    /// Take the tunnel down (not built yet).
+    Down,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tgp: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Genkey { output } => genkey(output.as_deref()),
+        Command::Pubkey { file } => pubkey(&file),
+        Command::Check { config } => check(&config),
+        Command::Up { .. } | Command::Status | Command::Down => bail!(DAEMON_MISSING),
+    }
+}
+
+fn genkey(output: Option<&Path>) -> Result<()> {
+    match output {
+        Some(path) => {
+            let key = keys::write_new_private_key_file(path)?;
+            eprintln!(
+                "wrote a new private key to {}; its public key is {}",
+                path.display(),
+                keys::public_key_base64(&key)
+            );
+        }
+        None => {
+            let key = keys::generate_private_key();
+            std::io::stdout()
+                .write_all(keys::private_key_file_contents(&key).as_bytes())
+                .context("cannot write to standard output")?;
+        }
+    }
+    Ok(())
+}
+
+fn pubkey(file: &Path) -> Result<()> {
+    let key = if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the private key from standard input")?;
+        keys::decode_private_key(&text).context("standard input: the private key")?
+    } else {
+        keys::read_private_key_file(file)?
+    };
+    println!("{}", keys::public_key_base64(&key));
+    Ok(())
+}
+
+fn check(path: &Path) -> Result<()> {
+    let config =
+        Config::load(path).with_context(|| format!("{} is not a valid config", path.display()))?;
+    let key_file = &config.interface.private_key_file;
+    let key = keys::read_private_key_file(key_file)
+        .context("interface.private_key_file: cannot use the private key")?;
+    if keys::is_readable_by_others(key_file).unwrap_or(false) {
+        eprintln!(
+            "tgp: warning: {} is readable by other users; chmod 600 it",
+            key_file.display()
+        );
+    }
+    let own_public = key.verifying_key();
+    if let Some(index) = config.peers.iter().position(|p| p.public_key == own_public) {
+        bail!("peer[{index}].public_key is this interface's own public key");
+    }
+    print_summary(path, &config, &keys::public_key_base64(&key));
+    Ok(())
+}
+
+fn print_summary(path: &Path, config: &Config, public_key: &str) {
+    let i = &config.interface;
+    println!("{}: valid", path.display());
+    println!("interface {}", i.name);
+    println!("  public key    {public_key}");
+    println!("  private key   {}", i.private_key_file.display());
+    println!("  addresses     {}", join(&i.addresses));
+    println!(
+        "  mtu           {} (TCP MSS clamped to {} over IPv4, {} over IPv6)",
+        i.mtu,
+        mss_for_mtu(i.mtu, IpVersion::V4),
+        mss_for_mtu(i.mtu, IpVersion::V6)
+    );
+    match i.listen_port {
+        Some(port) => println!("  listen port   {port}"),
+        None => println!("  listen port   random"),
+    }
+    println!("  rate ceiling  {}", i.rate_ceiling);
+    for (index, peer) in config.peers.iter().enumerate() {
+        print_peer(index, peer);
+    }
+    if config.peers.is_empty() {
+        println!("no peers");
+    }
+}
+
+fn print_peer(index: usize, peer: &Peer) {
+    println!(
+        "peer[{index}] {}",
+        keys::encode_key(peer.public_key.as_bytes())
+    );
+    match peer.endpoint {
+        Some(endpoint) => println!("  endpoint      {endpoint}"),
+        None => println!("  endpoint      learned when the peer connects"),
+    }
+    println!("  allowed ips   {}", join(&peer.allowed_ips));
+    for rule in &peer.class_rules.rules {
+        let ports = if rule.ports.is_empty() {
+            String::new()
+        } else {
+            format!(" ports {}", join(&rule.ports))
+        };
+        println!(
+            "  class         {}{ports} -> {}",
+            rule.protocol,
+            class_name(rule.class)
+        );
+    }
+    let d = &peer.class_rules.defaults;
+    println!(
+        "  defaults      {} {}, {} {}, {} {}, other {}",
+        RuleProtocol::Tcp,
+        class_name(d.tcp),
+        RuleProtocol::Udp,
+        class_name(d.udp),
+        RuleProtocol::Icmp,
+        class_name(d.icmp),
+        class_name(d.other)
+    );
+}
+
+fn class_name(class: DeliveryClass) -> String {
+    match class {
+        DeliveryClass::Reliable => "reliable".to_owned(),
+        DeliveryClass::Deadline(d) => format!("deadline {}", format_duration(d)),
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

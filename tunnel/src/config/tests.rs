@@ -1,0 +1,278 @@
+//! Config validation tests: every error names its key.
+
+use super::*;
+
+const PEER_KEY: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+const GOOD: &str = r#"
+[interface]
+name = "tgp0"
+addresses = ["10.77.0.1/24", "fd77::1/64"]
+mtu = 1400
+listen_port = 51900
+private_key_file = "private.key"
+rate_ceiling = "20mbit"
+
+[[peer]]
+public_key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+endpoint = "203.0.113.7:51900"
+allowed_ips = ["10.77.0.2/32", "fd77::2/128"]
+
+[[peer.class]]
+protocol = "udp"
+ports = [3478, "5000-5100"]
+deadline = "50ms"
+
+[[peer.class]]
+protocol = "icmp"
+reliable = true
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::from_toml_str(text, Path::new("/etc/tgp")) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_error(text: &str, expected_prefix: &str) {
+    let all = errors(text);
+    assert!(
+        all.iter().any(|e| e.starts_with(expected_prefix)),
+        "no error starting with {expected_prefix:?} in {all:#?}"
+    );
+}
+
+fn minimal(peer: &str) -> String {
+    format!(
+        "[interface]\naddresses = [\"10.77.0.1/24\"]\nprivate_key_file = \"k\"\nrate_ceiling = \"10mbit\"\n{peer}"
+    )
+}
+
+#[test]
+fn good_config_is_typed() {
+    let c = Config::from_toml_str(GOOD, Path::new("/etc/tgp")).unwrap();
+    assert_eq!(c.interface.name, "tgp0");
+    assert_eq!(c.interface.mtu, 1400);
+    assert_eq!(c.interface.listen_port, Some(51900));
+    assert_eq!(
+        c.interface.private_key_file,
+        Path::new("/etc/tgp/private.key")
+    );
+    assert_eq!(c.interface.rate_ceiling, BitsPerSecond(20_000_000));
+    assert_eq!(c.interface.addresses.len(), 2);
+    let peer = &c.peers[0];
+    assert_eq!(peer.endpoint, Some("203.0.113.7:51900".parse().unwrap()));
+    assert_eq!(peer.allowed_ips.len(), 2);
+    let rules = &peer.class_rules.rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].protocol, RuleProtocol::Udp);
+    assert_eq!(
+        rules[0].ports,
+        vec![PortRange::single(3478), PortRange::new(5000, 5100).unwrap()]
+    );
+    assert_eq!(
+        rules[0].class,
+        DeliveryClass::Deadline(Duration::from_millis(50))
+    );
+    assert_eq!(rules[1].class, DeliveryClass::Reliable);
+    let table = c.allowed_ips();
+    assert_eq!(table.lookup("fd77::2".parse().unwrap()), Some(0));
+    assert_eq!(table.lookup("10.77.0.3".parse().unwrap()), None);
+}
+
+#[test]
+fn defaults_apply() {
+    let c = Config::from_toml_str(&minimal(""), Path::new("/x")).unwrap();
+    assert_eq!(c.interface.name, DEFAULT_INTERFACE_NAME);
+    assert_eq!(c.interface.mtu, DEFAULT_MTU);
+    assert_eq!(c.interface.listen_port, None);
+    assert!(c.peers.is_empty());
+    let peer = format!("[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.77.0.2/32\"]\n");
+    let c = Config::from_toml_str(&minimal(&peer), Path::new("/x")).unwrap();
+    assert_eq!(c.peers[0].endpoint, None);
+    assert_eq!(c.peers[0].class_rules, ClassRules::default());
+}
+
+#[test]
+fn unknown_key_at_top_level() {
+    let text = format!("colour = \"blue\"\n{GOOD}");
+    let all = errors(&text);
+    assert_eq!(all.len(), 1);
+    assert!(all[0].starts_with("colour: unknown key"), "{all:?}");
+    assert!(all[0].contains("(line 1)"), "{all:?}");
+}
+
+#[test]
+fn unknown_key_in_interface_and_peer_and_class() {
+    assert_error(
+        &GOOD.replace("mtu = 1400", "mtu = 1400\nmtuu = 1"),
+        "interface.mtuu: unknown key",
+    );
+    assert_error(
+        &format!("{GOOD}\n[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = []\npersistent_keepalive = 25\n"),
+        "peer[1].persistent_keepalive: unknown key",
+    );
+    assert_error(
+        &GOOD.replace("deadline = \"50ms\"", "deadline = \"50ms\"\nprio = 1"),
+        "peer[0].class[0].prio: unknown key",
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    assert_error(
+        &format!("[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = []\n"),
+        "interface: missing required key",
+    );
+    assert_error(
+        &GOOD.replace("rate_ceiling = \"20mbit\"", ""),
+        "interface.rate_ceiling: missing required key",
+    );
+    assert_error(
+        &GOOD.replace(
+            "public_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"",
+            "",
+        ),
+        "peer[0].public_key: missing required key",
+    );
+    assert_error(
+        &GOOD.replace("reliable = true", ""),
+        "peer[0].class[1].deadline: missing",
+    );
+}
+
+#[test]
+fn bad_prefix_names_its_index() {
+    assert_error(
+        &GOOD.replace("\"fd77::2/128\"", "\"fd77::2/128\", \"10.0.0.300/32\""),
+        "peer[0].allowed_ips[2]: \"10.0.0.300/32\" is not an IP prefix",
+    );
+    assert_error(
+        &GOOD.replace("\"10.77.0.1/24\"", "\"10.77.0.1\""),
+        "interface.addresses[0]: \"10.77.0.1\" is not an address with prefix length",
+    );
+}
+
+#[test]
+fn bad_duration_and_rate() {
+    assert_error(
+        &GOOD.replace("\"50ms\"", "\"50\""),
+        "peer[0].class[0].deadline: \"50\" is not a duration",
+    );
+    assert_error(
+        &GOOD.replace("\"50ms\"", "\"2m\""),
+        "peer[0].class[0].deadline: \"2m\" is longer than the 60s maximum",
+    );
+    assert_error(
+        &GOOD.replace("\"20mbit\"", "\"fast\""),
+        "interface.rate_ceiling: \"fast\" is not a rate",
+    );
+}
+
+#[test]
+fn bad_key_length_and_encoding() {
+    assert_error(
+        &GOOD.replace(PEER_KEY, "AAAA"),
+        "peer[0].public_key: \"AAAA\" decodes to 3 bytes, an Ed25519 key has 32",
+    );
+    assert_error(
+        &GOOD.replace(PEER_KEY, "not base64!"),
+        "peer[0].public_key: \"not base64!\" is not base64",
+    );
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    assert_error(
+        &GOOD.replace("mtu = 1400", "mtu = \"big\""),
+        "interface.mtu: invalid type",
+    );
+    assert_error(
+        &GOOD.replace("mtu = 1400", "mtu = 100000"),
+        "interface.mtu: invalid value",
+    );
+    assert_error(
+        &GOOD.replace("[3478, \"5000-5100\"]", "[3478, \"5100-5000\", true]"),
+        "peer[0].class[0].ports[1]: \"5100-5000\" is not a port",
+    );
+    assert_error(
+        &GOOD.replace("[3478, \"5000-5100\"]", "[3478, 70000]"),
+        "peer[0].class[0].ports[1]: 70000 is not a port",
+    );
+}
+
+#[test]
+fn other_semantic_errors() {
+    assert_error(
+        &GOOD.replace("mtu = 1400", "mtu = 1200"),
+        "interface.mtu: 1200 is below the minimum of 1280",
+    );
+    assert_error(
+        &GOOD.replace("listen_port = 51900", "listen_port = 0"),
+        "interface.listen_port: 0 is not a port",
+    );
+    assert_error(
+        &GOOD.replace("name = \"tgp0\"", "name = \"a/b\""),
+        "interface.name: \"a/b\" is not a usable interface name",
+    );
+    assert_error(
+        &GOOD.replace("\"203.0.113.7:51900\"", "\"vpn.example.com:51900\""),
+        "peer[0].endpoint: \"vpn.example.com:51900\" is not an IP address and port",
+    );
+    assert_error(
+        &GOOD.replace("protocol = \"udp\"", "protocol = \"sctp\""),
+        "peer[0].class[0].protocol: \"sctp\" is not a protocol",
+    );
+    assert_error(
+        &GOOD.replace("reliable = true", "reliable = true\nports = [1]"),
+        "peer[0].class[1].ports: ICMP has no ports",
+    );
+    assert_error(
+        &GOOD.replace("reliable = true", "reliable = true\ndeadline = \"1s\""),
+        "peer[0].class[1]: give either deadline or reliable",
+    );
+    let twice = format!(
+        "{GOOD}\n[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.77.0.2/32\"]\n"
+    );
+    assert_error(&twice, "peer[1].public_key: the same key as peer[0]");
+    assert_error(
+        &twice,
+        "peer[1].allowed_ips[0]: 10.77.0.2/32 is already given at peer[0].allowed_ips[0]",
+    );
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    let text = GOOD
+        .replace("\"20mbit\"", "\"fast\"")
+        .replace("\"50ms\"", "\"soon\"")
+        .replace("\"fd77::2/128\"", "\"fd77::zz/128\"");
+    assert_eq!(errors(&text).len(), 3, "{:#?}", errors(&text));
+}
+
+#[test]
+fn toml_syntax_error_has_a_line() {
+    let all = errors("[interface\naddresses = []\n");
+    assert!(all[0].starts_with("not valid TOML"), "{all:?}");
+    assert!(all[0].contains("(line 1)"), "{all:?}");
+}
+
+#[test]
+fn example_configs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["server.toml", "client.toml"] {
+        let path = dir.join(name);
+        if let Err(e) = Config::load(&path) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+    let server = Config::load(&dir.join("server.toml")).unwrap();
+    let client = Config::load(&dir.join("client.toml")).unwrap();
+    assert!(server.interface.listen_port.is_some());
+    assert!(
+        server.peers.iter().all(|p| p.endpoint.is_none()),
+        "a server learns endpoints"
+    );
+    assert!(client.peers.iter().all(|p| p.endpoint.is_some()));
+}
