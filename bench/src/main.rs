@@ -1,8 +1,28 @@
-//! `tgp-bench`: measurements of tgp. The simulator benchmark (`sim`) and
-//! the real-socket comparisons come with their issues (3 and 5); until then
-//! the command says so.
+//! `tgp-bench`: measurements of tgp. `tgp-bench sim` runs the data plane in
+//! the deterministic simulator and prints the table of the delivery issue;
+//! the real-socket comparisons come with their own issue.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("tgp-bench: no benchmark is built yet (see issues 3 and 5)");
-    std::process::ExitCode::from(2)
+mod newreno;
+mod sim;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Measurements of tgp")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Data plane in the deterministic simulator: capacity fraction, wire
+    /// overhead, deadline delivery, bottleneck queueing, sharing.
+    Sim(sim::SimArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Sim(args) => sim::run(&args),
+    }
 }

@@ -71,7 +71,7 @@ use thiserror::Error;
 pub type FlowId = u64;
 
 /// Space kept in every packet for receipts and other control frames.
-const CONTROL_RESERVE: usize = 48;
+const CONTROL_RESERVE: usize = 16;
 /// Largest DATA/REPAIR frame header (type, varints, indices).
 const SYMBOL_FRAME_HEADER: usize = 1 + 10 + 1 + 1 + 3;
 /// Packets per window of the receiver's loss meter.
@@ -143,7 +143,7 @@ impl Default for DataPlaneConfig {
             deadline_residual_target: 1e-4,
             deadline_loss_floor: 0.05,
             max_loss: 0.95,
-            queue_delay_target: Duration::from_millis(20),
+            queue_delay_target: Duration::from_millis(10),
             receipt_interval: Duration::from_millis(5),
             max_unresolved_segments: 16_384,
             rekey_grace: Duration::from_secs(3),
@@ -366,6 +366,7 @@ pub struct DataPlane {
     last_ack_at: Timestamp,
     last_ack_serviced: u64,
     last_ack_packet_sent_at: Timestamp,
+    expired_serviced: u64,
     largest_acked: Option<u64>,
     next_send_at: Timestamp,
     last_sent_at: Timestamp,
@@ -480,6 +481,7 @@ impl DataPlane {
             last_ack_at: now,
             last_ack_serviced: 0,
             last_ack_packet_sent_at: now,
+            expired_serviced: 0,
             largest_acked: None,
             next_send_at: now,
             last_sent_at: now,
@@ -1063,9 +1065,15 @@ impl DataPlane {
     }
 
     /// Whether our receipts still hold something the peer has not
-    /// confirmed.
+    /// confirmed, or we are still waiting for something (holes, groups
+    /// short of symbols): then receipts are flooded on a timer.
     fn receipt_unconfirmed(&self) -> bool {
         self.peer_confirmed < self.in_resolved.end().max(self.in_cumulative)
+            || self.in_resolved.end() > self.in_cumulative
+            || self
+                .rx_groups
+                .iter()
+                .any(|(&first, g)| !self.rx_group_prunable(first, g))
     }
 
     // ------------------------------------------------------------------
@@ -1142,7 +1150,7 @@ impl DataPlane {
 
         // Free resolved groups; request repairs for groups still short.
         let needs: HashMap<u64, u64> = receipt.needs.iter().copied().collect();
-        let loss_factor = 1.0 / (1.0 - self.peer_loss.unwrap_or(0.0).min(self.config.max_loss));
+        let loss_factor = 1.0 / (1.0 - self.outbound_loss().unwrap_or(0.0));
         let mut finished = Vec::new();
         for (&first, group) in &mut self.groups {
             let k = group.k();
@@ -1250,8 +1258,33 @@ impl DataPlane {
     // Sending
     // ------------------------------------------------------------------
 
+    /// Bytes sent and not yet known to have arrived or been lost: a
+    /// packet counts as gone once a later one is acknowledged, or once it
+    /// is older than [`DataPlane::loss_timeout`] (so a lost tail of
+    /// packets cannot close the window for good).
     fn bytes_in_flight(&self) -> u64 {
-        self.cumulative_sent - self.last_ack_serviced
+        self.cumulative_sent - self.last_ack_serviced.max(self.expired_serviced)
+    }
+
+    /// How long after sending a packet without news of it it counts as
+    /// lost for the window.
+    fn loss_timeout(&self) -> Duration {
+        self.rate.smoothed_rtt() * 5 / 4
+            + self.config.receipt_interval * 4
+            + Duration::from_millis(10)
+    }
+
+    fn expire_in_flight(&mut self, now: Timestamp) {
+        let timeout = self.loss_timeout();
+        while self
+            .sent
+            .front()
+            .is_some_and(|(_, p)| p.sent_at + timeout <= now)
+        {
+            if let Some((_, packet)) = self.sent.pop_front() {
+                self.expired_serviced = self.expired_serviced.max(packet.cumulative_sent);
+            }
+        }
     }
 
     fn lowest_unresolved(&self) -> u64 {
@@ -1272,8 +1305,18 @@ impl DataPlane {
         !self.repair_queue.is_empty() || self.has_new_data()
     }
 
+    /// Loss of our packets: as the peer reports it, or until it has, the
+    /// loss we see on the peer's packets (paths are often symmetric).
+    fn outbound_loss(&self) -> Option<f64> {
+        self.peer_loss
+            .or(self.loss_estimate)
+            .map(|p| p.min(self.config.max_loss))
+    }
+
     fn group_size_for(&self, deadline: bool) -> usize {
-        let p = self.peer_loss.unwrap_or(0.0).min(self.config.max_loss);
+        let Some(p) = self.outbound_loss() else {
+            return if deadline { 1 } else { 8 };
+        };
         let by_loss = (0.5 * 255.0 * (1.0 - p)).floor() as usize;
         let max = if deadline {
             8
@@ -1285,7 +1328,7 @@ impl DataPlane {
 
     fn proactive_repairs(&self, group: &TxGroup) -> u32 {
         let k = group.k();
-        let measured = self.peer_loss.unwrap_or(0.0).min(self.config.max_loss);
+        let measured = self.outbound_loss().unwrap_or(0.0);
         if group.deadline {
             let p = match self.peer_loss {
                 None => self.config.deadline_loss_floor.max(0.2),
@@ -1489,8 +1532,14 @@ impl DataPlane {
                 .is_none_or(|at| now - at >= self.flood_interval())
     }
 
+    /// How often receipts are flooded while the peer has not confirmed
+    /// them: often enough that about four arrive per round trip despite
+    /// the loss the peer measures on our packets.
     fn flood_interval(&self) -> Duration {
-        (self.rate.smoothed_rtt() / 2).max(self.config.receipt_interval)
+        let arrive = 1.0 - self.stats.loss_outbound.min(self.config.max_loss);
+        (self.rate.smoothed_rtt() / 4)
+            .mul_f64(arrive)
+            .max(Duration::from_millis(1))
     }
 
     fn abandon_due(&self) -> bool {
@@ -1574,6 +1623,7 @@ impl DataPlane {
     pub fn poll_transmit(&mut self, now: Timestamp, buffer: &mut Vec<u8>) -> bool {
         self.body.clear();
         let packet_number = self.sealer.next_packet_number();
+        self.expire_in_flight(now);
         let paced_ok = now >= self.next_send_at && self.window_open();
         let mut paced = false;
         if paced_ok && self.next_symbol_frame(now, packet_number) {
@@ -1658,8 +1708,12 @@ impl DataPlane {
         let mut consider = |t: Timestamp| {
             earliest = Some(earliest.map_or(t, |e: Timestamp| e.min(t)));
         };
-        if self.wants_to_send_paced() && self.window_open() {
-            consider(self.next_send_at);
+        if self.wants_to_send_paced() {
+            if self.window_open() {
+                consider(self.next_send_at);
+            } else if let Some((_, oldest)) = self.sent.front() {
+                consider((oldest.sent_at + self.loss_timeout()).max(self.next_send_at));
+            }
         }
         if let Some(open) = self.open_group.and_then(|f| self.groups.get(&f)) {
             consider(open.opened_at + self.config.fec_group_timeout);
@@ -1730,7 +1784,7 @@ impl DataPlane {
         self.drop_expired_queued(now);
         let pto = self.probe_timeout();
         let known = self.out_known_point;
-        let loss_factor = 1.0 / (1.0 - self.peer_loss.unwrap_or(0.0).min(self.config.max_loss));
+        let loss_factor = 1.0 / (1.0 - self.outbound_loss().unwrap_or(0.0));
         for (&first, group) in &mut self.groups {
             // Abandon expired deadline members.
             for (i, member) in group.members.iter_mut().enumerate() {

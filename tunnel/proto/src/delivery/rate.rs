@@ -19,10 +19,10 @@ use crate::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-const PROBE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
-const STARTUP_GAIN: f64 = 2.0;
+const PROBE_GAINS: [f64; 8] = [1.15, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const STARTUP_GAIN: f64 = 1.6;
 const DRAIN_GAIN: f64 = 0.5;
-const CONGESTED_GAIN: f64 = 0.85;
+const CONGESTED_GAIN: f64 = 0.9;
 
 /// Which phase the controller is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,281 @@
+//! `tgp-bench sim`: the data plane in the deterministic simulator.
+//!
+//! Scenarios (all links: 20 Mbit/s, bounded bottleneck queue, random loss
+//! after serialisation, same loss both ways):
+//! - a saturating `Reliable` transfer (default 20 MB) per loss rate over a
+//!   100 ms round trip;
+//! - a game stream (60 datagrams/s of 100 bytes, `Deadline(50 ms)`) over a
+//!   20 ms one-way delay per loss rate;
+//! - one tgp transfer sharing the bottleneck with one NewReno-like flow.
+
+use crate::newreno::{RenoReceiver, RenoSender, PAYLOAD_BYTES};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tgp_proto::delivery::node::{BulkSource, DataPlaneNode, PeriodicSource};
+use tgp_proto::delivery::{DataPlane, DataPlaneConfig};
+use tgp_proto::sim::{LinkConfig, Simulation};
+use tgp_proto::{SessionKeys, Timestamp};
+
+/// Options of the `sim` subcommand.
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// Megabytes (10^6 bytes) per reliable transfer.
+    #[arg(long, default_value_t = 20)]
+    pub megabytes: u64,
+    /// Loss rates in percent.
+    #[arg(long, value_delimiter = ',', default_values_t = [0u32, 1, 5, 10, 20, 30, 50, 70, 90])]
+    pub loss: Vec<u32>,
+    /// Game stream length in seconds.
+    #[arg(long, default_value_t = 100)]
+    pub game_seconds: u64,
+    /// Seconds of the shared-bottleneck run.
+    #[arg(long, default_value_t = 60)]
+    pub share_seconds: u64,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the data planes' statistics after each run.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Skip scenarios: any of reliable, deadline, share.
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+}
+
+const LINK_BITS_PER_SECOND: u64 = 20_000_000;
+/// Bottleneck queue: 40 ms at the link rate.
+const QUEUE_BYTES: usize = 100_000;
+
+fn keys() -> (SessionKeys, SessionKeys) {
+    let a = SessionKeys {
+        send: [0x11; 32],
+        receive: [0x22; 32],
+        session_id: 0x7470_0001,
+    };
+    let b = SessionKeys {
+        send: [0x22; 32],
+        receive: [0x11; 32],
+        session_id: 0x7470_0001,
+    };
+    (a, b)
+}
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i], 4000))
+}
+
+fn link(one_way: Duration, loss: f64) -> LinkConfig {
+    let link = LinkConfig::ideal(one_way).with_rate(LINK_BITS_PER_SECOND, QUEUE_BYTES);
+    if loss > 0.0 {
+        link.with_random_loss(loss)
+    } else {
+        link
+    }
+}
+
+/// Runs every scenario and prints the table.
+pub fn run(args: &SimArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!(
+        "# tgp-bench sim: {} Mbit/s link, {} kB bottleneck queue, random loss both ways, seed {}",
+        LINK_BITS_PER_SECOND / 1_000_000,
+        QUEUE_BYTES / 1000,
+        args.seed
+    );
+    let skip = |name: &str| args.skip.iter().any(|s| s == name);
+    if !skip("reliable") {
+        let mut queueing = Vec::new();
+        for &percent in &args.loss {
+            let loss = f64::from(percent) / 100.0;
+            let result = reliable(args, loss)?;
+            println!(
+                "sim reliable loss={loss:.2} capacity_fraction={:.3} wire_per_goodput={:.3} residual={}",
+                result.capacity_fraction, result.wire_per_goodput, result.residual
+            );
+            eprintln!(
+                "  (simulated {:.1} s in {:.1} s; reverse wire {:.3} of goodput; records match: {})",
+                result.simulated.as_secs_f64(),
+                result.wall.as_secs_f64(),
+                result.reverse_wire_per_goodput,
+                result.records_match
+            );
+            queueing.push((loss, result.queue_p50, result.queue_p95));
+        }
+        for (loss, p50, p95) in queueing {
+            println!(
+                "sim queueing loss={loss:.2} bottleneck_p50_ms={:.1} bottleneck_p95_ms={:.1}",
+                p50.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3
+            );
+        }
+    }
+    if !skip("deadline") {
+        for &percent in &args.loss {
+            let loss = f64::from(percent) / 100.0;
+            let (on_time, wire) = deadline(args, loss);
+            println!("sim deadline loss={loss:.2} on_time={on_time:.4} wire_per_goodput={wire:.3}");
+        }
+    }
+    if !skip("share") {
+        let (tgp, reno) = share(args);
+        println!(
+            "sim share tgp_fraction={:.3} newreno_fraction={:.3}",
+            tgp, reno
+        );
+    }
+    eprintln!("# total wall time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+struct ReliableResult {
+    capacity_fraction: f64,
+    wire_per_goodput: f64,
+    reverse_wire_per_goodput: f64,
+    residual: u64,
+    queue_p50: Duration,
+    queue_p95: Duration,
+    simulated: Duration,
+    wall: Duration,
+    records_match: bool,
+}
+
+fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
+    let wall = Instant::now();
+    let bytes = args.megabytes * 1_000_000;
+    let mut sim = Simulation::new(args.seed);
+    let (ka, kb) = keys();
+    let config = DataPlaneConfig::default();
+    let sender_plane = DataPlane::new(Timestamp::ZERO, ka, config.clone());
+    let segment = sender_plane.max_segment_size();
+    let sender =
+        DataPlaneNode::new(sender_plane, addr(2)).with_bulk(BulkSource::new(1, bytes, segment));
+    let receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
+    let a = sim.add_node(addr(1), sender);
+    let b = sim.add_node(addr(2), receiver);
+    let one_way = Duration::from_millis(50);
+    let (forward, _) = sim.connect(a, b, link(one_way, loss), link(one_way, loss));
+    // Generous limit: ten times the time at the physical limit, plus a minute.
+    let ideal = bytes as f64 * 8.0 / (LINK_BITS_PER_SECOND as f64 * (1.0 - loss).max(0.01));
+    let limit = Timestamp::from_duration(Duration::from_secs_f64(ideal * 10.0 + 60.0));
+    if args.verbose {
+        for step in 1..40 {
+            sim.run_until(Timestamp::from_duration(Duration::from_millis(200 * step)));
+            let s = sim.node::<DataPlaneNode>(a).plane.stats();
+            eprintln!(
+                "t={:.1} sent={} pacing={} btl={} rtt={:?} loss_out={:.2} reactive={} proactive={} delivered={}",
+                sim.now().since_origin().as_secs_f64(),
+                s.datagrams_sent,
+                s.pacing_rate_bits_per_second,
+                s.bottleneck_bits_per_second,
+                s.smoothed_rtt,
+                s.loss_outbound,
+                s.reactive_repairs_sent,
+                s.proactive_repairs_sent,
+                sim.node::<DataPlaneNode>(b).report.reliable_bytes
+            );
+        }
+    }
+    sim.run_while(limit, |sim| {
+        sim.node::<DataPlaneNode>(b).report.reliable_bytes < bytes
+    });
+    let finished = sim.node::<DataPlaneNode>(b).report.last_delivery_at;
+    // Let receipts and confirmations settle, then compare the records.
+    sim.run_until(sim.now() + Duration::from_secs(5));
+    let sender = sim.node::<DataPlaneNode>(a);
+    let receiver = sim.node::<DataPlaneNode>(b);
+    let delivered = receiver.report.reliable_bytes;
+    anyhow::ensure!(receiver.report.order_violations == 0, "order violated");
+    let accepted = sender.bulk.as_ref().map_or(0, |b| b.accepted_segments);
+    let goodput = delivered as f64 / finished.since_origin().as_secs_f64().max(1e-9);
+    let limit_rate = (1.0 - loss) * LINK_BITS_PER_SECOND as f64 / 8.0;
+    let stats = sim.link_stats(forward);
+    if args.verbose {
+        eprintln!(
+            "sender {:#?}\nreceiver {:#?}\nlink {:#?}",
+            sender.plane.stats(),
+            receiver.plane.stats(),
+            stats
+        );
+    }
+    let records_match =
+        sender.plane.delivery_record().outgoing == receiver.plane.delivery_record().incoming;
+    Ok(ReliableResult {
+        capacity_fraction: goodput / limit_rate,
+        wire_per_goodput: sender.plane.stats().bytes_sent as f64 / delivered.max(1) as f64,
+        reverse_wire_per_goodput: receiver.plane.stats().bytes_sent as f64
+            / delivered.max(1) as f64,
+        residual: accepted.saturating_sub(receiver.report.reliable_segments),
+        queue_p50: stats.queueing_delay_percentile(0.5),
+        queue_p95: stats.queueing_delay_percentile(0.95),
+        simulated: finished.since_origin(),
+        wall: wall.elapsed(),
+        records_match,
+    })
+}
+
+fn deadline(args: &SimArgs, loss: f64) -> (f64, f64) {
+    let mut sim = Simulation::new(args.seed);
+    let (ka, kb) = keys();
+    let config = DataPlaneConfig::default();
+    let count = args.game_seconds * 60;
+    let source = PeriodicSource::new(
+        7,
+        Timestamp::from_duration(Duration::from_millis(10)),
+        Duration::from_secs(1) / 60,
+        100,
+        Duration::from_millis(50),
+        count,
+    );
+    let sender = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, ka, config.clone()), addr(2))
+        .with_periodic(source);
+    let receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
+    let a = sim.add_node(addr(1), sender);
+    let b = sim.add_node(addr(2), receiver);
+    let one_way = Duration::from_millis(20);
+    sim.connect(a, b, link(one_way, loss), link(one_way, loss));
+    sim.run_until(Timestamp::from_duration(Duration::from_secs(
+        args.game_seconds + 2,
+    )));
+    let sender = sim.node::<DataPlaneNode>(a);
+    let receiver = sim.node::<DataPlaneNode>(b);
+    let on_time = receiver.report.deadline_on_time as f64 / count as f64;
+    let wire =
+        sender.plane.stats().bytes_sent as f64 / receiver.report.deadline_bytes.max(1) as f64;
+    (on_time, wire)
+}
+
+fn share(args: &SimArgs) -> (f64, f64) {
+    let mut sim = Simulation::new(args.seed);
+    let (ka, kb) = keys();
+    let config = DataPlaneConfig::default();
+    let plane = DataPlane::new(Timestamp::ZERO, ka, config.clone());
+    let segment = plane.max_segment_size();
+    let tgp_sender =
+        DataPlaneNode::new(plane, addr(2)).with_bulk(BulkSource::new(1, u64::MAX / 2, segment));
+    let tgp_receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
+    let reno_sender = RenoSender::new(addr(4), Timestamp::ZERO);
+    let reno_receiver = RenoReceiver::new(addr(3));
+    let a = sim.add_node(addr(1), tgp_sender);
+    let b = sim.add_node(addr(2), tgp_receiver);
+    let c = sim.add_node(addr(3), reno_sender);
+    let d = sim.add_node(addr(4), reno_receiver);
+    let one_way = Duration::from_millis(50);
+    let bottleneck = sim.add_link(link(one_way, 0.0));
+    let back = sim.add_link(link(one_way, 0.0));
+    sim.route(a, b, bottleneck);
+    sim.route(c, d, bottleneck);
+    sim.route(b, a, back);
+    sim.route(d, c, back);
+    let warm_up = Duration::from_secs(args.share_seconds / 3);
+    sim.run_until(Timestamp::from_duration(warm_up));
+    let tgp_start = sim.node::<DataPlaneNode>(b).report.reliable_bytes;
+    let reno_start = sim.node::<RenoReceiver>(d).delivered_packets;
+    sim.run_until(Timestamp::from_duration(Duration::from_secs(
+        args.share_seconds,
+    )));
+    let tgp = (sim.node::<DataPlaneNode>(b).report.reliable_bytes - tgp_start) as f64;
+    let reno =
+        ((sim.node::<RenoReceiver>(d).delivered_packets - reno_start) * PAYLOAD_BYTES) as f64;
+    let total = (tgp + reno).max(1.0);
+    (tgp / total, reno / total)
+}
