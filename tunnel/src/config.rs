@@ -5,8 +5,8 @@
 //!    the line.
 //! 2. Validation turns raw strings into typed values (prefixes, durations,
 //!    rates, keys, socket addresses) and collects every problem, each
-//!    naming its key, e.g. `peer[0].allowed_ips[1]: "10.0.0.300/32" is not
-//!    an IP prefix`.
+//!    naming its key and line, e.g. `peer[0].allowed_ips[1]:
+//!    "10.0.0.300/32" is not an IP prefix (...) (line 12)`.
 //!
 //! ```toml
 //! [interface]
@@ -38,6 +38,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use tgp_adapters::{AllowedIps, ClassRule, ClassRules, IpNet, PortRange, RuleProtocol};
 use tgp_proto::DeliveryClass;
+use toml::Spanned;
 
 use crate::keys::decode_public_key;
 use crate::units::{parse_duration, parse_rate, BitsPerSecond};
@@ -157,8 +158,12 @@ impl Config {
     /// Validate config text; relative paths are resolved against `base_dir`.
     /// Touches no files.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-        let raw = deserialize_raw(text).map_err(|e| ConfigErrors(vec![e]))?;
-        let mut v = Validator::default();
+        let lines = Lines::new(text);
+        let raw = deserialize_raw(text, &lines).map_err(|e| ConfigErrors(vec![e]))?;
+        let mut v = Validator {
+            lines: &lines,
+            errors: Vec::new(),
+        };
         let config = v.config(raw, base_dir);
         match config {
             Some(config) if v.errors.is_empty() => Ok(config),
@@ -195,7 +200,10 @@ pub enum LoadError {
 }
 
 // ---------------------------------------------------------------------------
-// Step 1: TOML onto raw structs.
+// Step 1: TOML onto raw structs. Values that validation looks at keep their
+// position in the text, so that its errors can give a line too.
+
+type Text = Spanned<String>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,53 +216,68 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInterface {
-    name: Option<String>,
-    addresses: Vec<String>,
-    mtu: Option<u16>,
-    listen_port: Option<u16>,
-    private_key_file: String,
-    rate_ceiling: String,
+    name: Option<Text>,
+    addresses: Spanned<Vec<Text>>,
+    mtu: Option<Spanned<u16>>,
+    listen_port: Option<Spanned<u16>>,
+    private_key_file: Text,
+    rate_ceiling: Text,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPeer {
-    public_key: String,
-    endpoint: Option<String>,
-    allowed_ips: Vec<String>,
+    public_key: Text,
+    endpoint: Option<Text>,
+    allowed_ips: Spanned<Vec<Text>>,
     #[serde(default)]
-    class: Vec<RawClassRule>,
+    class: Vec<Spanned<RawClassRule>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClassRule {
-    protocol: String,
+    protocol: Text,
     #[serde(default)]
-    ports: Vec<toml::Value>,
-    deadline: Option<String>,
-    reliable: Option<bool>,
+    ports: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    deadline: Option<Text>,
+    reliable: Option<Spanned<bool>>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(0, |before| before.matches('\n').count())
-        + 1
+/// 1-based line numbers from byte offsets.
+struct Lines {
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|start| *start <= offset)
+    }
 }
 
 /// Deserialize, turning serde's messages into ones that name the full key.
-fn deserialize_raw(text: &str) -> Result<RawConfig, ConfigError> {
+fn deserialize_raw(text: &str, lines: &Lines) -> Result<RawConfig, ConfigError> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError {
         key: String::new(),
         message: format!("not valid TOML: {}", e.message()),
-        line: e.span().map(|s| line_of(text, s.start)),
+        line: e.span().map(|s| lines.line(s.start)),
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
+        // Spanned values add an internal segment to the path; hide it.
+        let path = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let inner = e.into_inner();
-        let line = inner.span().map(|s| line_of(text, s.start));
-        let message = inner.message().to_owned();
-        let (key, message) = explain_serde_error(&path, &message);
+        let line = inner.span().map(|s| lines.line(s.start));
+        let (key, message) = explain_serde_error(&path, inner.message());
         ConfigError { key, message, line }
     })
 }
@@ -287,45 +310,67 @@ fn explain_serde_error(path: &str, message: &str) -> (String, String) {
 // ---------------------------------------------------------------------------
 // Step 2: validation.
 
-#[derive(Default)]
-struct Validator {
+struct Validator<'a> {
+    lines: &'a Lines,
     errors: Vec<ConfigError>,
 }
 
-impl Validator {
-    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+impl Validator<'_> {
+    /// Record a problem with `key`, whose value starts at byte `at`.
+    fn error(&mut self, key: impl Into<String>, at: usize, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.into(),
             message: message.into(),
-            line: None,
+            line: Some(self.lines.line(at)),
         });
     }
 
     fn config(&mut self, raw: RawConfig, base_dir: &Path) -> Option<Config> {
+        let listens_on_random_port = raw.interface.listen_port.is_none();
         let interface = self.interface(raw.interface, base_dir);
         let mut peers = Vec::new();
         let mut seen_keys: HashMap<[u8; 32], usize> = HashMap::new();
         let mut seen_prefixes: HashMap<IpNet, String> = HashMap::new();
         for (index, raw_peer) in raw.peer.into_iter().enumerate() {
             let key = format!("peer[{index}]");
-            if let Some(peer) = self.peer(&key, raw_peer) {
-                if let Some(first) = seen_keys.insert(peer.public_key.to_bytes(), index) {
+            let key_at = raw_peer.public_key.span().start;
+            let prefix_positions: Vec<usize> = raw_peer
+                .allowed_ips
+                .get_ref()
+                .iter()
+                .map(|p| p.span().start)
+                .collect();
+            let Some(peer) = self.peer(&key, raw_peer) else {
+                continue;
+            };
+            if let Some(first) = seen_keys.insert(peer.public_key.to_bytes(), index) {
+                self.error(
+                    format!("{key}.public_key"),
+                    key_at,
+                    format!("the same key as peer[{first}]; each peer must be listed once"),
+                );
+            }
+            for (i, (prefix, at)) in peer.allowed_ips.iter().zip(prefix_positions).enumerate() {
+                let here = format!("{key}.allowed_ips[{i}]");
+                if let Some(earlier) = seen_prefixes.insert(prefix.trunc(), here.clone()) {
                     self.error(
-                        format!("{key}.public_key"),
-                        format!("the same key as peer[{first}]; each peer must be listed once"),
+                        here,
+                        at,
+                        format!(
+                            "{prefix} is already given at {earlier}; a prefix routes to one peer"
+                        ),
                     );
                 }
-                for (i, prefix) in peer.allowed_ips.iter().enumerate() {
-                    let here = format!("{key}.allowed_ips[{i}]");
-                    if let Some(earlier) = seen_prefixes.insert(prefix.trunc(), here.clone()) {
-                        self.error(
-                            here,
-                            format!("{prefix} is already given at {earlier}; a prefix routes to one peer"),
-                        );
-                    }
-                }
-                peers.push(peer);
             }
+            if peer.endpoint.is_none() && listens_on_random_port {
+                self.error(
+                    format!("{key}.endpoint"),
+                    key_at,
+                    "missing, and interface.listen_port is not set either: the peer could \
+                     never find us; give the peer an endpoint or the interface a listen_port",
+                );
+            }
+            peers.push(peer);
         }
         Some(Config {
             interface: interface?,
@@ -335,117 +380,151 @@ impl Validator {
 
     fn interface(&mut self, raw: RawInterface, base_dir: &Path) -> Option<Interface> {
         let errors_before = self.errors.len();
-        let name = raw
-            .name
-            .unwrap_or_else(|| DEFAULT_INTERFACE_NAME.to_owned());
-        if name.is_empty()
-            || name.len() > MAX_INTERFACE_NAME_LEN
-            || name == "."
-            || name == ".."
-            || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-        {
-            self.error(
-                "interface.name",
-                format!("{name:?} is not a usable interface name (1-15 characters, no '/', ':' or spaces)"),
-            );
-        }
+        let name = match raw.name {
+            None => DEFAULT_INTERFACE_NAME.to_owned(),
+            Some(name) => {
+                let at = name.span().start;
+                let name = name.into_inner();
+                if !is_usable_interface_name(&name) {
+                    self.error(
+                        "interface.name",
+                        at,
+                        format!(
+                            "{name:?} is not a usable interface name \
+                             (1-15 characters, no '/', ':' or spaces)"
+                        ),
+                    );
+                }
+                name
+            }
+        };
 
         let mut addresses = Vec::new();
-        if raw.addresses.is_empty() {
+        if raw.addresses.get_ref().is_empty() {
             self.error(
                 "interface.addresses",
+                raw.addresses.span().start,
                 "needs at least one address, like \"10.77.0.1/24\"",
             );
         }
-        for (i, text) in raw.addresses.iter().enumerate() {
-            match text.parse::<IpNet>() {
+        for (i, text) in raw.addresses.into_inner().into_iter().enumerate() {
+            match text.get_ref().parse::<IpNet>() {
                 Ok(net) => addresses.push(net),
                 Err(_) => self.error(
                     format!("interface.addresses[{i}]"),
-                    format!("{text:?} is not an address with prefix length, like \"10.77.0.1/24\" or \"fd77::1/64\""),
+                    text.span().start,
+                    format!(
+                        "{:?} is not an address with prefix length, \
+                         like \"10.77.0.1/24\" or \"fd77::1/64\"",
+                        text.get_ref()
+                    ),
                 ),
             }
         }
 
-        let mtu = raw.mtu.unwrap_or(DEFAULT_MTU);
         let has_v6 = addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
-        let min_mtu = if has_v6 { MIN_MTU_IPV6 } else { MIN_MTU_IPV4 };
-        if mtu < min_mtu {
-            let why = if has_v6 { " (IPv6 needs 1280)" } else { "" };
-            self.error(
-                "interface.mtu",
-                format!("{mtu} is below the minimum of {min_mtu}{why}"),
-            );
-        }
-
-        if raw.listen_port == Some(0) {
-            self.error(
-                "interface.listen_port",
-                "0 is not a port; leave listen_port out to use a random port",
-            );
-        }
-
-        if raw.private_key_file.trim().is_empty() {
-            self.error("interface.private_key_file", "is empty");
-        }
-        let private_key_file = base_dir.join(&raw.private_key_file);
-
-        let rate_ceiling = match parse_rate(&raw.rate_ceiling) {
-            Ok(rate) => Some(rate),
-            Err(message) => {
-                self.error("interface.rate_ceiling", message);
-                None
+        let mtu = match raw.mtu {
+            None => DEFAULT_MTU,
+            Some(mtu) => {
+                let (at, mtu) = (mtu.span().start, mtu.into_inner());
+                let min_mtu = if has_v6 { MIN_MTU_IPV6 } else { MIN_MTU_IPV4 };
+                if mtu < min_mtu {
+                    let why = if has_v6 { " (IPv6 needs 1280)" } else { "" };
+                    self.error(
+                        "interface.mtu",
+                        at,
+                        format!("{mtu} is below the minimum of {min_mtu}{why}"),
+                    );
+                }
+                mtu
             }
         };
 
-        (self.errors.len() == errors_before).then(|| Interface {
+        let listen_port = raw.listen_port.map(|port| {
+            if *port.get_ref() == 0 {
+                self.error(
+                    "interface.listen_port",
+                    port.span().start,
+                    "0 is not a port; leave listen_port out to use a random port",
+                );
+            }
+            port.into_inner()
+        });
+
+        if raw.private_key_file.get_ref().trim().is_empty() {
+            self.error(
+                "interface.private_key_file",
+                raw.private_key_file.span().start,
+                "is empty",
+            );
+        }
+        let private_key_file = base_dir.join(raw.private_key_file.get_ref());
+
+        let rate_ceiling = parse_rate(raw.rate_ceiling.get_ref()).unwrap_or_else(|message| {
+            self.error(
+                "interface.rate_ceiling",
+                raw.rate_ceiling.span().start,
+                message,
+            );
+            BitsPerSecond(0)
+        });
+
+        (self.errors.len() == errors_before).then_some(Interface {
             name,
             addresses,
             mtu,
-            listen_port: raw.listen_port,
+            listen_port,
             private_key_file,
-            rate_ceiling: rate_ceiling.unwrap_or(BitsPerSecond(0)),
+            rate_ceiling,
         })
     }
 
     fn peer(&mut self, key: &str, raw: RawPeer) -> Option<Peer> {
         let errors_before = self.errors.len();
-        let public_key = match decode_public_key(&raw.public_key) {
-            Ok(k) => Some(k),
-            Err(e) => {
+        let public_key = decode_public_key(raw.public_key.get_ref())
+            .map_err(|e| {
                 self.error(
                     format!("{key}.public_key"),
-                    format!("{:?} {e}", raw.public_key),
+                    raw.public_key.span().start,
+                    format!("{:?} {e}", raw.public_key.get_ref()),
                 );
-                None
-            }
-        };
+            })
+            .ok();
 
-        let endpoint = raw.endpoint.as_ref().and_then(|text| match text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                self.error(
-                    format!("{key}.endpoint"),
-                    format!("{text:?} is not an IP address and port, like \"203.0.113.7:51900\" or \"[2001:db8::7]:51900\" (host names are not supported yet)"),
-                );
-                None
-            }
+        let endpoint = raw.endpoint.and_then(|text| {
+            text.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    self.error(
+                        format!("{key}.endpoint"),
+                        text.span().start,
+                        format!(
+                            "{:?} is not an IP address and port, like \"203.0.113.7:51900\" \
+                             or \"[2001:db8::7]:51900\" (host names are not supported yet)",
+                            text.get_ref()
+                        ),
+                    );
+                })
+                .ok()
         });
 
         let mut allowed_ips = Vec::new();
-        if raw.allowed_ips.is_empty() {
+        if raw.allowed_ips.get_ref().is_empty() {
             self.error(
                 format!("{key}.allowed_ips"),
+                raw.allowed_ips.span().start,
                 "is empty; list the inner addresses this peer may use, like \"10.77.0.2/32\"",
             );
         }
-        for (i, text) in raw.allowed_ips.iter().enumerate() {
-            match text.parse::<IpNet>() {
+        for (i, text) in raw.allowed_ips.into_inner().into_iter().enumerate() {
+            match text.get_ref().parse::<IpNet>() {
                 Ok(net) => allowed_ips.push(net),
                 Err(_) => self.error(
                     format!("{key}.allowed_ips[{i}]"),
+                    text.span().start,
                     format!(
-                        "{text:?} is not an IP prefix (like \"10.77.0.2/32\" or \"fd77::/64\")"
+                        "{:?} is not an IP prefix (like \"10.77.0.2/32\" or \"fd77::/64\")",
+                        text.get_ref()
                     ),
                 ),
             }
@@ -467,69 +546,94 @@ impl Validator {
         })
     }
 
-    fn class_rule(&mut self, key: &str, raw: RawClassRule) -> Option<ClassRule> {
+    fn class_rule(&mut self, key: &str, raw: Spanned<RawClassRule>) -> Option<ClassRule> {
         let errors_before = self.errors.len();
-        let protocol = match raw.protocol.parse::<RuleProtocol>() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.error(format!("{key}.protocol"), e.to_string());
-                None
-            }
-        };
+        let rule_at = raw.span().start;
+        let raw = raw.into_inner();
+        let protocol = raw
+            .protocol
+            .get_ref()
+            .parse::<RuleProtocol>()
+            .map_err(|e| {
+                self.error(
+                    format!("{key}.protocol"),
+                    raw.protocol.span().start,
+                    e.to_string(),
+                );
+            })
+            .ok();
+
         let mut ports = Vec::new();
-        if protocol == Some(RuleProtocol::Icmp) && !raw.ports.is_empty() {
-            self.error(format!("{key}.ports"), "ICMP has no ports; remove them");
-        }
-        for (i, value) in raw.ports.iter().enumerate() {
-            let here = format!("{key}.ports[{i}]");
-            let parsed = match value {
-                toml::Value::Integer(n) => u16::try_from(*n).ok().map(PortRange::single),
-                toml::Value::String(s) => s.parse::<PortRange>().ok(),
-                _ => None,
-            };
-            match parsed {
-                Some(range) => ports.push(range),
-                None => self.error(
-                    here,
-                    format!("{value} is not a port (0-65535) or a port range like \"5000-5100\""),
-                ),
+        if let Some(raw_ports) = raw.ports {
+            if protocol == Some(RuleProtocol::Icmp) && !raw_ports.get_ref().is_empty() {
+                self.error(
+                    format!("{key}.ports"),
+                    raw_ports.span().start,
+                    "ICMP has no ports; remove them",
+                );
+            }
+            for (i, value) in raw_ports.into_inner().into_iter().enumerate() {
+                let parsed = match value.get_ref() {
+                    toml::Value::Integer(n) => u16::try_from(*n).ok().map(PortRange::single),
+                    toml::Value::String(s) => s.parse::<PortRange>().ok(),
+                    _ => None,
+                };
+                match parsed {
+                    Some(range) => ports.push(range),
+                    None => self.error(
+                        format!("{key}.ports[{i}]"),
+                        value.span().start,
+                        format!(
+                            "{} is not a port (0-65535) or a port range like \"5000-5100\"",
+                            value.get_ref()
+                        ),
+                    ),
+                }
             }
         }
+
         let class = match (raw.deadline, raw.reliable) {
-            (Some(text), None) => match parse_duration(&text) {
-                Ok(d) if d.is_zero() => {
-                    self.error(format!("{key}.deadline"), "must be longer than zero");
-                    None
+            (Some(text), None) => {
+                let at = text.span().start;
+                match parse_duration(text.get_ref()) {
+                    Ok(d) if d.is_zero() => {
+                        self.error(format!("{key}.deadline"), at, "must be longer than zero");
+                        None
+                    }
+                    Ok(d) if d > MAX_DEADLINE => {
+                        self.error(
+                            format!("{key}.deadline"),
+                            at,
+                            format!("{:?} is longer than the 60s maximum", text.get_ref()),
+                        );
+                        None
+                    }
+                    Ok(d) => Some(DeliveryClass::Deadline(d)),
+                    Err(message) => {
+                        self.error(format!("{key}.deadline"), at, message);
+                        None
+                    }
                 }
-                Ok(d) if d > MAX_DEADLINE => {
-                    self.error(
-                        format!("{key}.deadline"),
-                        format!("{text:?} is longer than the 60s maximum"),
-                    );
-                    None
-                }
-                Ok(d) => Some(DeliveryClass::Deadline(d)),
-                Err(message) => {
-                    self.error(format!("{key}.deadline"), message);
-                    None
-                }
-            },
-            (None, Some(true)) => Some(DeliveryClass::Reliable),
-            (None, Some(false)) => {
+            }
+            (None, Some(reliable)) if *reliable.get_ref() => Some(DeliveryClass::Reliable),
+            (None, Some(reliable)) => {
                 self.error(
                     format!("{key}.reliable"),
+                    reliable.span().start,
                     "false says nothing; give deadline = \"100ms\" (or similar) instead",
                 );
                 None
             }
             (Some(_), Some(_)) => {
-                self.error(key, "give either deadline or reliable, not both");
+                self.error(key, rule_at, "give either deadline or reliable, not both");
                 None
             }
             (None, None) => {
                 self.error(
                     format!("{key}.deadline"),
-                    "missing: a class rule needs deadline = \"50ms\" (or similar) or reliable = true",
+                    rule_at,
+                    "missing: a class rule needs deadline = \"50ms\" (or similar) \
+                     or reliable = true",
                 );
                 None
             }
@@ -541,6 +645,15 @@ impl Validator {
             class,
         })
     }
+}
+
+/// Linux accepts 1-15 bytes without '/', ':' (alias syntax) or whitespace.
+fn is_usable_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_INTERFACE_NAME_LEN
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ fn write_config(dir: &Path, extra_interface_line: &str) {
         .try_into()
         .unwrap();
     let config = format!(
-        "[interface]\naddresses = [\"10.77.0.1/24\"]\nprivate_key_file = \"own.key\"\nrate_ceiling = \"5mbit\"\n{extra_interface_line}\n\
+        "[interface]\naddresses = [\"10.77.0.1/24\"]\nprivate_key_file = \"own.key\"\nrate_ceiling = \"5mbit\"\nlisten_port = 51900\n{extra_interface_line}\n\
          [[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.2/32\"]\n",
         expected_public_key(peer_seed)
     );

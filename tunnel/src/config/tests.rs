@@ -88,7 +88,9 @@ fn defaults_apply() {
     assert_eq!(c.interface.mtu, DEFAULT_MTU);
     assert_eq!(c.interface.listen_port, None);
     assert!(c.peers.is_empty());
-    let peer = format!("[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.77.0.2/32\"]\n");
+    let peer = format!(
+        "listen_port = 1\n[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.77.0.2/32\"]\n"
+    );
     let c = Config::from_toml_str(&minimal(&peer), Path::new("/x")).unwrap();
     assert_eq!(c.peers[0].endpoint, None);
     assert_eq!(c.peers[0].class_rules, ClassRules::default());
@@ -237,6 +239,12 @@ fn other_semantic_errors() {
     );
     assert_error(&twice, "peer[1].public_key: the same key as peer[0]");
     assert_error(
+        &GOOD
+            .replace("listen_port = 51900", "")
+            .replace("endpoint = \"203.0.113.7:51900\"", ""),
+        "peer[0].endpoint: missing, and interface.listen_port is not set either",
+    );
+    assert_error(
         &twice,
         "peer[1].allowed_ips[0]: 10.77.0.2/32 is already given at peer[0].allowed_ips[0]",
     );
@@ -275,4 +283,51 @@ fn example_configs_are_valid() {
         "a server learns endpoints"
     );
     assert!(client.peers.iter().all(|p| p.endpoint.is_some()));
+}
+
+#[test]
+fn validation_errors_give_lines() {
+    let text = r#"[interface]
+addresses = ["10.77.0.1/24"]
+private_key_file = "k"
+rate_ceiling = "20mbit"
+
+[[peer]]
+public_key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+allowed_ips = [
+  "10.0.0.2/32",
+  "10.0.0.300/32",
+]
+
+[[peer.class]]
+protocol = "udp"
+ports = [1, "9-3"]
+"#;
+    let all = errors(text);
+    assert_eq!(
+        all,
+        [
+            "peer[0].allowed_ips[1]: \"10.0.0.300/32\" is not an IP prefix \
+             (like \"10.77.0.2/32\" or \"fd77::/64\") (line 10)",
+            "peer[0].class[0].ports[1]: \"9-3\" is not a port (0-65535) or a port range \
+             like \"5000-5100\" (line 15)",
+            "peer[0].class[0].deadline: missing: a class rule needs deadline = \"50ms\" \
+             (or similar) or reliable = true (line 13)",
+        ]
+    );
+}
+
+#[test]
+fn several_errors_display_as_a_list() {
+    let text = GOOD
+        .replace("\"20mbit\"", "\"fast\"")
+        .replace("\"50ms\"", "\"soon\"");
+    let shown = Config::from_toml_str(&text, Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shown.starts_with("2 problems:\n  interface.rate_ceiling: "),
+        "{shown}"
+    );
+    assert!(shown.contains("\n  peer[0].class[0].deadline: "), "{shown}");
 }
