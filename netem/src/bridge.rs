@@ -52,6 +52,7 @@ struct IoCounters {
     kernel_drops: AtomicU64,
     late_sum_ns: AtomicU64,
     late_max_ns: AtomicU64,
+    late_over_1ms: AtomicU64,
     sent: AtomicU64,
 }
 
@@ -78,6 +79,8 @@ pub struct DirReport {
     pub late_mean_us: f64,
     /// Largest lateness, in µs.
     pub late_max_us: f64,
+    /// Frames sent more than 1 ms after their due time.
+    pub late_over_1ms: u64,
     /// Frames waiting for delivery.
     pub pending: usize,
 }
@@ -116,6 +119,7 @@ impl Dir {
                 late_sum as f64 / sent as f64 / 1000.0
             },
             late_max_us: self.io.late_max_ns.load(Ordering::Relaxed) as f64 / 1000.0,
+            late_over_1ms: self.io.late_over_1ms.load(Ordering::Relaxed),
             pending,
         }
     }
@@ -207,6 +211,9 @@ fn tx_loop(dir: Arc<Dir>, sock: Arc<PacketSocket>, start: Instant, stop: Arc<Ato
                         dir.io.sent.fetch_add(1, Ordering::Relaxed);
                         dir.io.late_sum_ns.fetch_add(late, Ordering::Relaxed);
                         dir.io.late_max_ns.fetch_max(late, Ordering::Relaxed);
+                        if late > 1_000_000 {
+                            dir.io.late_over_1ms.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Err(_) => {
                         dir.io.tx_errors.fetch_add(1, Ordering::Relaxed);
@@ -321,7 +328,7 @@ pub fn report_json(reports: &[DirReport; 2], uptime_s: f64, running: bool) -> St
              \"overflow\":{},\"reordered\":{},\"duplicated\":{},\"delivered\":{},\
              \"delivered_bytes\":{},\"sent\":{},\"tx_errors\":{},\"rx_errors\":{},\
              \"truncated\":{},\"ignored\":{},\"kernel_drops\":{},\"pending\":{},\
-             \"late_mean_us\":{:.1},\"late_max_us\":{:.1}}}",
+             \"late_mean_us\":{:.1},\"late_max_us\":{:.1},\"late_over_1ms\":{}}}",
             r.name,
             m.rx_packets,
             m.rx_bytes,
@@ -340,7 +347,8 @@ pub fn report_json(reports: &[DirReport; 2], uptime_s: f64, running: bool) -> St
             r.kernel_drops,
             r.pending,
             r.late_mean_us,
-            r.late_max_us
+            r.late_max_us,
+            r.late_over_1ms
         );
     }
     s.push('}');
@@ -350,13 +358,13 @@ pub fn report_json(reports: &[DirReport; 2], uptime_s: f64, running: bool) -> St
 /// The counters as a short human-readable table.
 pub fn report_text(reports: &[DirReport; 2]) -> String {
     let mut s = String::from(
-        "dir    rx_pkts  q_drops     lost reordered  dup'd     sent tx_err k_drops  late_mean_us late_max_us\n",
+        "dir    rx_pkts  q_drops     lost reordered  dup'd     sent tx_err k_drops  late_mean_us late_max_us >1ms_late\n",
     );
     for r in reports {
         let m = &r.model;
         let _ = writeln!(
             s,
-            "{:<5} {:>8} {:>8} {:>8} {:>9} {:>6} {:>8} {:>6} {:>7} {:>13.1} {:>11.1}",
+            "{:<5} {:>8} {:>8} {:>8} {:>9} {:>6} {:>8} {:>6} {:>7} {:>13.1} {:>11.1} {:>9}",
             r.name,
             m.rx_packets,
             m.queue_drops,
@@ -367,8 +375,29 @@ pub fn report_text(reports: &[DirReport; 2]) -> String {
             r.tx_errors,
             r.kernel_drops,
             r.late_mean_us,
-            r.late_max_us
+            r.late_max_us,
+            r.late_over_1ms
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_report_has_both_directions() {
+        let mut r = [DirReport::default(), DirReport::default()];
+        r[0].name = "up";
+        r[1].name = "down";
+        r[0].model.lost = 3;
+        r[1].late_over_1ms = 2;
+        let j = report_json(&r, 1.5, true);
+        assert!(j.starts_with("{\"uptime_s\":1.500,\"running\":true,\"up\":{"));
+        assert!(j.contains("\"lost\":3"));
+        assert!(j.contains("\"late_over_1ms\":2}}"));
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(report_text(&r).lines().count(), 3);
+    }
 }
