@@ -140,8 +140,8 @@ impl Default for DataPlaneConfig {
             fec_max_group: 32,
             fec_group_timeout: Duration::from_millis(5),
             repair_margin: 0.0,
-            deadline_residual_target: 1e-4,
-            deadline_loss_floor: 0.05,
+            deadline_residual_target: 5e-4,
+            deadline_loss_floor: 0.02,
             max_loss: 0.95,
             queue_delay_target: Duration::from_millis(10),
             receipt_interval: Duration::from_millis(5),
@@ -745,7 +745,7 @@ impl DataPlane {
                     / LOSS_WINDOW_PACKETS as f64);
             self.loss_estimate = Some(match self.loss_estimate {
                 None => window_loss,
-                Some(old) => old * 0.75 + window_loss * 0.25,
+                Some(old) => old * 0.875 + window_loss * 0.125,
             });
             self.loss_window_start += LOSS_WINDOW_PACKETS;
             // Packets already seen beyond the window's end carry over as one.
@@ -1188,8 +1188,7 @@ impl DataPlane {
             if needed == 0 {
                 continue;
             }
-            let extra = if loss_factor > 1.01 { 1.0 } else { 0.0 };
-            group.pending_repairs = (needed as f64 * loss_factor + extra).ceil() as u32;
+            group.pending_repairs = (needed as f64 * loss_factor).ceil() as u32;
             group.pending_proactive = false;
             self.repair_queue.push_back(first);
         }
@@ -1332,7 +1331,9 @@ impl DataPlane {
         if group.deadline {
             let p = match self.peer_loss {
                 None => self.config.deadline_loss_floor.max(0.2),
-                Some(p) => (p * 1.2).max(self.config.deadline_loss_floor),
+                // An upper estimate: the measurement is noisy and a
+                // deadline group cannot wait for a second chance.
+                Some(p) => (p * 1.3 + 0.03).max(self.config.deadline_loss_floor),
             }
             .min(self.config.max_loss);
             repairs_for_residual(k, p, self.config.deadline_residual_target, 255 - k) as u32
@@ -1638,7 +1639,9 @@ impl DataPlane {
             self.append_control(now, room, false);
         } else {
             let control_due = self.receipt_due(now)
-                || (self.confirm_due && self.largest_received.is_some())
+                || (self.confirm_due
+                    && self.largest_received.is_some()
+                    && !self.wants_to_send_paced())
                 || (self.abandon_due()
                     && self
                         .last_receipt_sent_at

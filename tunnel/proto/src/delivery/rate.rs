@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 const PROBE_GAINS: [f64; 8] = [1.15, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
-const STARTUP_GAIN: f64 = 1.6;
+const STARTUP_GAIN: f64 = 2.0;
 const DRAIN_GAIN: f64 = 0.5;
 const CONGESTED_GAIN: f64 = 0.9;
 
@@ -226,7 +226,11 @@ impl RateController {
                         self.rounds_without_growth += 1;
                     }
                 }
-                if self.rounds_without_growth >= 3 || congested {
+                // Leave at the first sign of a standing queue: at this gain
+                // the queue grows fast, and the signal is a round trip old.
+                let queue_building = self.min_rtt.is_some()
+                    && self.queue_delay() > self.config.queue_delay_target / 2;
+                if self.rounds_without_growth >= 3 || queue_building {
                     self.mode = RateMode::Drain;
                 }
             }
