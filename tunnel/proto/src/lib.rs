@@ -8,6 +8,7 @@
 pub mod class;
 pub mod crypto;
 pub mod delivery;
+pub mod endpoint;
 pub mod handshake;
 pub mod keys;
 pub mod packet_protection;

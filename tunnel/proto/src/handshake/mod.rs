@@ -603,11 +603,12 @@ impl Handshake {
             self.build_what_we_can(now);
         }
         // A peer that still staples proofs has not seen our confirmation
-        // (a confirmed peer sends the confirmation alone): make sure it
+        // (a confirmed peer sends the confirmation alone). Only a packet
+        // that was valid throughout earns an answer: make sure it
         // hears from us soon even after our own flooding has stopped. A
         // confirmation-only packet needs no answer, so this cannot ping-pong.
         let peer_still_working = packet.artifacts.iter().any(|a| a.kind != DONE_KIND);
-        if peer_still_working && self.outcome != Outcome::Aborted {
+        if outcome.is_ok() && peer_still_working && self.outcome != Outcome::Aborted {
             self.answer_pending = true;
         }
         outcome
