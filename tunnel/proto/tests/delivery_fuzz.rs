@@ -1,0 +1,194 @@
+//! Property tests: a data plane fed arbitrary bytes, or arbitrary frames
+//! sealed under the right keys (a misbehaving but authentic peer), never
+//! panics, and keeps its timers sane.
+
+use proptest::prelude::*;
+use std::time::Duration;
+use tgp_proto::delivery::frame::{Frame, Receipt};
+use tgp_proto::delivery::{DataPlane, DataPlaneConfig};
+use tgp_proto::packet_protection::{AeadAlgorithm, PacketSealer};
+use tgp_proto::{DeliveryClass, SessionKeys, Timestamp};
+
+fn keys() -> (SessionKeys, SessionKeys) {
+    let a = SessionKeys {
+        send: [7; 32],
+        receive: [8; 32],
+        session_id: 99,
+    };
+    let b = SessionKeys {
+        send: [8; 32],
+        receive: [7; 32],
+        session_id: 99,
+    };
+    (a, b)
+}
+
+#[derive(Debug, Clone)]
+enum FuzzFrame {
+    Data(u64, u8, Vec<u8>),
+    Repair(u64, u8, u8, Vec<u8>),
+    Receipt(
+        u64,
+        Vec<(u64, u64)>,
+        u64,
+        u64,
+        Vec<(u64, u64)>,
+        Vec<(u64, u64)>,
+        u64,
+        u64,
+    ),
+    Confirm(u64),
+    Abandon(Vec<(u64, u64)>),
+    Ping,
+}
+
+fn small() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..64, any::<u64>()]
+}
+
+fn ranges() -> impl Strategy<Value = Vec<(u64, u64)>> {
+    proptest::collection::vec((small(), 1u64..40), 0..4)
+}
+
+fn frame() -> impl Strategy<Value = FuzzFrame> {
+    prop_oneof![
+        (
+            small(),
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..60)
+        )
+            .prop_map(|(s, i, b)| FuzzFrame::Data(s, i, b)),
+        (
+            small(),
+            1u8..20,
+            0u8..40,
+            proptest::collection::vec(any::<u8>(), 0..60)
+        )
+            .prop_map(|(f, k, i, b)| FuzzFrame::Repair(f, k, i, b)),
+        (
+            small(),
+            ranges(),
+            small(),
+            small(),
+            ranges(),
+            ranges(),
+            small(),
+            small()
+        )
+            .prop_map(|(c, r, cb, z, a, n, l, bytes)| FuzzFrame::Receipt(
+                c, r, cb, z, a, n, l, bytes
+            )),
+        small().prop_map(FuzzFrame::Confirm),
+        ranges().prop_map(FuzzFrame::Abandon),
+        Just(FuzzFrame::Ping),
+    ]
+}
+
+fn to_ranges(floor: u64, pairs: &[(u64, u64)]) -> Vec<std::ops::Range<u64>> {
+    let mut at = floor;
+    let mut out = Vec::new();
+    for &(gap, len) in pairs {
+        let Some(start) = at.checked_add(gap) else {
+            break;
+        };
+        let Some(end) = start.checked_add(len) else {
+            break;
+        };
+        out.push(start..end);
+        at = end;
+    }
+    out
+}
+
+fn encode(frame: &FuzzFrame, out: &mut Vec<u8>) {
+    match frame {
+        FuzzFrame::Data(seq, index, symbol) => Frame::Data {
+            seq: *seq,
+            group_index: (*index as u64).min(*seq) as u8,
+            symbol,
+        }
+        .encode(out),
+        FuzzFrame::Repair(first, k, index, shard) => {
+            let index = (*index).min(255 - *k);
+            Frame::Repair {
+                group_first: *first / 2,
+                k: *k,
+                index,
+                shard,
+            }
+            .encode(out)
+        }
+        FuzzFrame::Receipt(c, r, cb, z, a, n, l, bytes) => Frame::Receipt(Receipt {
+            cumulative: *c,
+            ranges: to_ranges(*c, r),
+            confirmed_base: *cb,
+            abandoned_complete_below: *z,
+            abandoned: to_ranges(*cb, a),
+            needs: n.clone(),
+            largest_packet: *l,
+            ack_delay_micros: *bytes % 100_000,
+            bytes_received: *bytes,
+            loss_per_65536: *l % 70_000,
+        })
+        .encode(out),
+        FuzzFrame::Confirm(point) => Frame::Confirm { point: *point }.encode(out),
+        FuzzFrame::Abandon(r) => Frame::Abandon {
+            ranges: to_ranges(0, r),
+        }
+        .encode(out),
+        FuzzFrame::Ping => Frame::Ping.encode(out),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_datagrams_never_panic(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20)) {
+        let (_, b) = keys();
+        let mut plane = DataPlane::new(Timestamp::ZERO, b, DataPlaneConfig::default());
+        let mut buffer = Vec::new();
+        for (i, datagram) in datagrams.iter().enumerate() {
+            let now = Timestamp::from_nanos(i as u64 * 1_000_000);
+            plane.handle_datagram(now, datagram);
+            while plane.poll_transmit(now, &mut buffer) {}
+        }
+        prop_assert_eq!(plane.stats().datagrams_received, datagrams.len() as u64);
+    }
+
+    #[test]
+    fn authentic_arbitrary_frames_never_panic(packets in proptest::collection::vec(proptest::collection::vec(frame(), 1..5), 1..30)) {
+        let (a, b) = keys();
+        let mut sealer = PacketSealer::new(AeadAlgorithm::Aes256Gcm, &a);
+        let mut plane = DataPlane::new(Timestamp::ZERO, b, DataPlaneConfig::default());
+        plane.send_segment(Timestamp::ZERO, 1, DeliveryClass::Reliable, b"hello").unwrap();
+        plane.send_segment(Timestamp::ZERO, 2, DeliveryClass::Deadline(Duration::from_millis(30)), b"now").unwrap();
+        let mut datagram = Vec::new();
+        let mut buffer = Vec::new();
+        let mut now = Timestamp::ZERO;
+        for frames in &packets {
+            let mut body = Vec::new();
+            for f in frames {
+                encode(f, &mut body);
+            }
+            sealer.seal(&body, &mut datagram).unwrap();
+            now += Duration::from_millis(3);
+            plane.handle_datagram(now, &datagram);
+            while plane.poll_delivery().is_some() {}
+            let mut sent = 0;
+            while plane.poll_transmit(now, &mut buffer) {
+                sent += 1;
+                prop_assert!(sent < 10_000, "poll_transmit never stops");
+                prop_assert!(buffer.len() <= 1400);
+            }
+            if let Some(t) = plane.poll_timeout() {
+                if t <= now {
+                    plane.handle_timeout(now);
+                }
+            }
+        }
+        prop_assert_eq!(plane.stats().drops.forged, 0);
+        prop_assert_eq!(plane.stats().datagrams_received, packets.len() as u64);
+        let _ = plane.delivery_record();
+    }
+}
