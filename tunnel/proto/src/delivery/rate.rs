@@ -190,8 +190,14 @@ impl RateController {
         }
         let congested = self.congested();
         if let Some(rate) = sample.serviced_bytes_per_second {
-            let allowed = !(congested && rate > self.bottleneck)
-                && !(sample.app_limited && rate < self.bottleneck);
+            // While a queue stands, samples may not raise the estimate;
+            // samples taken short of data may not lower it.
+            let raises = rate > self.bottleneck;
+            let allowed = if raises {
+                !congested
+            } else {
+                !sample.app_limited
+            };
             if allowed && rate.is_finite() && rate > 0.0 {
                 self.bandwidth_samples.push_back((now, rate));
             }
