@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 pub const MAX_FRAME: usize = 65_536;
 /// How often blocked threads re-check the stop flag.
 const POLL: Duration = Duration::from_millis(100);
+/// SCHED_FIFO priority of the sending threads, when the process runs under
+/// SCHED_FIFO (`netem/link` starts it with `chrt -f 20`).
+const TX_FIFO_PRIORITY: i32 = 30;
 /// Most frames sent per lock acquisition.
 const BATCH: usize = 64;
 
@@ -192,6 +195,9 @@ fn rx_loop(
 }
 
 fn tx_loop(dir: Arc<Dir>, sock: Arc<PacketSocket>, start: Instant, stop: Arc<AtomicBool>) {
+    // Sending on time matters more than receiving (the kernel buffers
+    // received frames); a no-op unless the process runs under SCHED_FIFO.
+    sys::raise_fifo_priority(TX_FIFO_PRIORITY);
     let mut batch: Vec<(Nanos, Vec<u8>)> = Vec::with_capacity(BATCH);
     let mut link = dir.lock();
     while !stop.load(Ordering::Relaxed) {

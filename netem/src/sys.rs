@@ -232,6 +232,24 @@ pub fn set_timer_slack(ns: u64) {
     }
 }
 
+/// When the calling thread runs under SCHED_FIFO (the process was started
+/// with `chrt -f`), moves it to FIFO priority `prio`, so the threads that
+/// send on time can outrank the ones that only receive. Does nothing under
+/// other policies; returns whether the priority was changed.
+pub fn raise_fifo_priority(prio: i32) -> bool {
+    // SAFETY: plain system calls on the calling thread (pid 0); `param` is
+    // a live sched_param.
+    unsafe {
+        if libc::sched_getscheduler(0) != libc::SCHED_FIFO {
+            return false;
+        }
+        let param = libc::sched_param {
+            sched_priority: prio,
+        };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0
+    }
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
