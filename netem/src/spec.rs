@@ -24,8 +24,9 @@ pub struct DirSpec {
     pub burst: Option<f64>,
     /// Fixed one-way delay.
     pub delay: Nanos,
-    /// Jitter: each packet's delay varies uniformly within ±jitter (order
-    /// is kept; use `reorder` for reordering).
+    /// Jitter: each packet's delay varies uniformly within ±jitter. Order
+    /// is kept (a packet waits for its predecessor), so a dense flow sees
+    /// delays nearer `delay + jitter`; use `reorder` for reordering.
     pub jitter: Nanos,
     /// Link rate in bits per second, counting whole Ethernet frames as seen
     /// on the veth (header included, no preamble or FCS); 0 = unlimited.
