@@ -103,8 +103,12 @@ pub struct DataPlaneConfig {
     pub idle_timeout: Duration,
     /// Most source symbols in one FEC group.
     pub fec_max_group: usize,
-    /// A reliable FEC group closes this long after its first symbol.
+    /// A reliable FEC group closes this long after its first symbol when
+    /// no more data is waiting (otherwise it fills by count: bulk traffic
+    /// gets large groups, interactive traffic low latency)...
     pub fec_group_timeout: Duration,
+    /// ...and at the latest this long after its first symbol.
+    pub fec_group_max_age: Duration,
     /// Extra proactive repair, as a fraction of the expected losses.
     pub repair_margin: f64,
     /// Target probability that a deadline group fails with proactive
@@ -137,8 +141,9 @@ impl Default for DataPlaneConfig {
             send_queue_delay_target: Duration::from_millis(50),
             keepalive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
-            fec_max_group: 32,
+            fec_max_group: 64,
             fec_group_timeout: Duration::from_millis(5),
+            fec_group_max_age: Duration::from_millis(50),
             repair_margin: 0.0,
             deadline_residual_target: 5e-4,
             deadline_loss_floor: 0.02,
@@ -1343,6 +1348,16 @@ impl DataPlane {
         }
     }
 
+    /// When the open group closes by time: soon when nothing more is
+    /// waiting, later while data keeps coming (it then fills by count).
+    fn group_close_time(&self, group: &TxGroup) -> Timestamp {
+        if self.reliable_queue.is_empty() || group.deadline {
+            group.opened_at + self.config.fec_group_timeout
+        } else {
+            group.opened_at + self.config.fec_group_max_age
+        }
+    }
+
     fn close_group(&mut self, first: u64) {
         if self.open_group == Some(first) {
             self.open_group = None;
@@ -1718,7 +1733,7 @@ impl DataPlane {
             }
         }
         if let Some(open) = self.open_group.and_then(|f| self.groups.get(&f)) {
-            consider(open.opened_at + self.config.fec_group_timeout);
+            consider(self.group_close_time(open));
         }
         if self.largest_received.is_some() {
             if self.receipt_eliciting > 0 {
@@ -1776,7 +1791,7 @@ impl DataPlane {
             if self
                 .groups
                 .get(&open)
-                .is_some_and(|g| now >= g.opened_at + self.config.fec_group_timeout)
+                .is_some_and(|g| now >= self.group_close_time(g))
             {
                 self.close_group(open);
             }

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 const PROBE_GAINS: [f64; 8] = [1.15, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
-const STARTUP_GAIN: f64 = 2.0;
+const STARTUP_GAIN: f64 = 2.89;
 const DRAIN_GAIN: f64 = 0.5;
 const CONGESTED_GAIN: f64 = 0.9;
 
