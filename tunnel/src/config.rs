@@ -12,7 +12,7 @@
 //! [interface]
 //! name = "tgp0"                          # default "tgp0"
 //! addresses = ["10.77.0.1/24", "fd77::1/64"]
-//! mtu = 1380                             # default 1380
+//! mtu = 1340                             # default 1340
 //! listen_port = 51900                    # optional: a client may omit it
 //! private_key_file = "/etc/tgp/private.key"   # relative to this file
 //! rate_ceiling = "20mbit"
@@ -48,7 +48,7 @@ pub const DEFAULT_INTERFACE_NAME: &str = "tgp0";
 /// Tunnel MTU used when the config gives none. Provisional: leaves room for
 /// outer IPv6 + UDP (48 bytes) and the TGP header and AEAD tag on a
 /// 1500-byte path; revisit once the wire format is final.
-pub const DEFAULT_MTU: u16 = 1380;
+pub const DEFAULT_MTU: u16 = 1340;
 /// Smallest MTU accepted (the IPv4 minimum datagram size every host takes).
 pub const MIN_MTU_IPV4: u16 = 576;
 /// Smallest MTU accepted when the interface has an IPv6 address (RFC 8200).

@@ -1,7 +1,8 @@
-//! The `tgp` tunnel: configuration, keys, and (later, issue 4) the daemon
-//! that moves packets between the TUN device, `tgp-proto` and the UDP
-//! underlay.
+//! The `tgp` tunnel: configuration, keys, and the daemon that moves
+//! packets between the TUN device, `tgp-proto` and the UDP underlay.
 
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod keys;
 pub mod units;

@@ -1,5 +1,5 @@
-//! The `tgp` command: key generation, config checking, and (once issue 4
-//! builds the daemon) bringing the tunnel up and down.
+//! The `tgp` command: key generation, config checking, and bringing the
+//! tunnel up, inspecting it and taking it down.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,9 +12,6 @@ use tgp_proto::DeliveryClass;
 use tgp_tunnel::config::{Config, Peer};
 use tgp_tunnel::keys;
 use tgp_tunnel::units::format_duration;
-
-/// The message for commands that need the daemon.
-const DAEMON_MISSING: &str = "the tunnel daemon is not built yet (issue 4)";
 
 /// tgp: an IP tunnel for lossy links.
 #[derive(Parser)]
@@ -43,15 +40,26 @@ enum Command {
         /// The config file.
         config: PathBuf,
     },
-    /// Bring the tunnel up (not built yet).
+    /// Bring the tunnel up in the foreground (Ctrl-C or `tgp down` stops
+    /// it and removes the interface). Log level from RUST_LOG (default
+    /// info).
     Up {
         /// The config file.
         config: PathBuf,
     },
-    /// Show the running tunnel (not built yet).
-    Status,
-    /// Take the tunnel down (not built yet).
-    Down,
+    /// Show each peer of a running tunnel: session, endpoint, round-trip
+    /// time, loss each way, redundancy, rate, traffic and drops.
+    Status {
+        /// The interface (needed only when several tunnels run).
+        #[arg(short, long)]
+        interface: Option<String>,
+    },
+    /// Ask a running tunnel to stop.
+    Down {
+        /// The interface (needed only when several tunnels run).
+        #[arg(short, long)]
+        interface: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,7 +78,9 @@ fn run(command: Command) -> Result<()> {
         Command::Genkey { output } => genkey(output.as_deref()),
         Command::Pubkey { file } => pubkey(&file),
         Command::Check { config } => check(&config),
-        Command::Up { .. } | Command::Status | Command::Down => bail!(DAEMON_MISSING),
+        Command::Up { config } => up(&config),
+        Command::Status { interface } => control(interface.as_deref(), "status"),
+        Command::Down { interface } => control(interface.as_deref(), "down"),
     }
 }
 
@@ -202,4 +212,35 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn up(path: &Path) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let identity =
+        keys::read_private_key_file(&config.interface.private_key_file).with_context(|| {
+            format!(
+                "reading the private key {}",
+                config.interface.private_key_file.display()
+            )
+        })?;
+    runtime()?.block_on(tgp_tunnel::daemon::run(config, identity))
+}
+
+fn control(interface: Option<&str>, command: &str) -> Result<()> {
+    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, command))?;
+    print!("{answer}");
+    Ok(())
 }

@@ -190,13 +190,21 @@ fn example_configs_pass_check_apart_from_the_key_file() {
 }
 
 #[test]
-fn daemon_commands_say_they_are_not_built() {
+fn daemon_commands_explain_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [&["up", "tgp.toml"][..], &["status"], &["down"]] {
+    // A missing config names the file.
+    let out = tgp(&["up", "missing.toml"], dir.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+    // Talking to a daemon of an interface that does not run says so.
+    for args in [
+        &["status", "--interface", "tgpnone0"][..],
+        &["down", "--interface", "tgpnone0"],
+    ] {
         let out = tgp(args, dir.path());
         assert!(!out.status.success(), "{args:?} pretended to work");
         assert!(
-            stderr(&out).contains("the tunnel daemon is not built yet (issue 4)"),
+            stderr(&out).contains("is `tgp up` running"),
             "{args:?}: {}",
             stderr(&out)
         );

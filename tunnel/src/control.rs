@@ -1,0 +1,272 @@
+//! The control socket: how `tgp status` and `tgp down` talk to a running
+//! `tgp up`. One Unix stream socket per interface at
+//! `/run/tgp/<interface>.sock`, in a directory only root may enter. A
+//! client writes one line (`status` or `down`) and reads the answer until
+//! the daemon closes the connection.
+
+use crate::config::Config;
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tgp_adapters::DropCounters;
+use tgp_proto::endpoint::{Endpoint, SessionState};
+use tgp_proto::handshake::DropReason as HandshakeDrop;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where control sockets live.
+pub const CONTROL_DIRECTORY: &str = "/run/tgp";
+
+/// A request from a client, with the channel for its answer.
+pub enum ControlRequest {
+    /// Print the status.
+    Status(oneshot::Sender<String>),
+    /// Stop the daemon.
+    Down(oneshot::Sender<String>),
+}
+
+/// The control socket's path for an interface.
+pub fn socket_path(interface: &str) -> PathBuf {
+    Path::new(CONTROL_DIRECTORY).join(format!("{interface}.sock"))
+}
+
+/// Removes the socket file when the daemon stops.
+pub struct SocketGuard {
+    path: PathBuf,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Listens on the interface's control socket and forwards requests to the
+/// daemon's loop. Fails if another daemon already serves this interface.
+pub fn serve(interface: &str, requests: mpsc::Sender<ControlRequest>) -> Result<SocketGuard> {
+    std::fs::create_dir_all(CONTROL_DIRECTORY)
+        .with_context(|| format!("creating {CONTROL_DIRECTORY}"))?;
+    std::fs::set_permissions(CONTROL_DIRECTORY, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {CONTROL_DIRECTORY} to root"))?;
+    let path = socket_path(interface);
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            bail!(
+                "a tgp daemon already runs for interface {interface} (control socket {}); \
+                 stop it with `tgp down --interface {interface}`",
+                path.display()
+            );
+        }
+        // Left behind by a daemon that crashed.
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let _ = answer(stream, requests).await;
+            });
+        }
+    });
+    Ok(SocketGuard { path })
+}
+
+async fn answer(stream: UnixStream, requests: mpsc::Sender<ControlRequest>) -> Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(reader.take(256));
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await??;
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let request = match line.trim() {
+        "status" => ControlRequest::Status(reply_tx),
+        "down" => ControlRequest::Down(reply_tx),
+        other => {
+            let message =
+                format!("tgp: unknown control request {other:?}; expected status or down\n");
+            writer.write_all(message.as_bytes()).await?;
+            return Ok(());
+        }
+    };
+    requests.send(request).await.ok();
+    if let Ok(reply) = reply_rx.await {
+        writer.write_all(reply.as_bytes()).await?;
+    }
+    writer.shutdown().await?;
+    Ok(())
+}
+
+/// Sends one request to the daemon of `interface` (or the only daemon
+/// running, when `None`) and returns its answer.
+pub async fn request(interface: Option<&str>, command: &str) -> Result<String> {
+    let path = match interface {
+        Some(name) => socket_path(name),
+        None => only_socket()?,
+    };
+    let mut stream = UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "connecting to {} (is `tgp up` running, and are you root?)",
+            path.display()
+        )
+    })?;
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .context("the daemon did not answer within 10 s")??;
+    Ok(answer)
+}
+
+fn only_socket() -> Result<PathBuf> {
+    let entries = std::fs::read_dir(CONTROL_DIRECTORY).with_context(|| {
+        format!("no tgp daemon is running ({CONTROL_DIRECTORY} cannot be read; are you root?)")
+    })?;
+    let sockets: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    match sockets.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no tgp daemon is running (no socket in {CONTROL_DIRECTORY})"),
+        many => bail!(
+            "{} tgp daemons are running; name one with --interface ({})",
+            many.len(),
+            many.iter()
+                .filter_map(|p| p.file_stem())
+                .map(|s| s.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// What the status text is made of.
+pub struct StatusInput<'a> {
+    /// The running config.
+    pub config: &'a Config,
+    /// The endpoint.
+    pub endpoint: &'a Endpoint,
+    /// Packets the adapters dropped.
+    pub adapter_drops: &'a DropCounters,
+    /// IP packets read from the TUN.
+    pub packets_from_tun: u64,
+    /// IP packets written to the TUN.
+    pub packets_to_tun: u64,
+    /// ICMP unreachable errors written back to the TUN.
+    pub icmp_errors_sent: u64,
+    /// The socket's local address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// How long the daemon has run.
+    pub uptime: Duration,
+}
+
+/// The text `tgp status` prints.
+pub fn format_status(input: StatusInput<'_>) -> String {
+    let mut out = String::new();
+    let listen = input
+        .listen
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    let _ = writeln!(
+        out,
+        "interface {}: listening on {listen}, up {:.0} s, tun packets in {} out {}, icmp errors sent {}",
+        input.config.interface.name,
+        input.uptime.as_secs_f64(),
+        input.packets_from_tun,
+        input.packets_to_tun,
+        input.icmp_errors_sent,
+    );
+    let drops = input.endpoint.drops();
+    let adapter: Vec<String> = input
+        .adapter_drops
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| format!("{name}={count}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  drops: not_tgp={} unknown_peer={} unknown_session={} stale_handshake={} no_session={} send_refused={} {}",
+        drops.not_tgp,
+        drops.unknown_peer,
+        drops.unknown_session,
+        drops.stale_handshake,
+        drops.no_session,
+        drops.send_refused,
+        adapter.join(" "),
+    );
+    for peer in 0..input.endpoint.peer_count() {
+        let Some(status) = input.endpoint.peer_status(peer) else {
+            continue;
+        };
+        let state = match status.state {
+            SessionState::Idle => "idle",
+            SessionState::Handshaking => "handshaking",
+            SessionState::Up => "up",
+        };
+        let endpoint = status
+            .endpoint
+            .map_or_else(|| "(unknown)".to_string(), |a| a.to_string());
+        let _ = writeln!(
+            out,
+            "peer {}\n  state: {state}  endpoint: {endpoint}  sessions: {}  waiting packets: {}",
+            crate::keys::encode_key(&status.identity),
+            status.sessions_started,
+            status.pending_packets,
+        );
+        if let Some(data) = &status.data {
+            let _ = writeln!(
+                out,
+                "  rtt: {:.1} ms (min {:.1} ms)  loss in: {:.1} %  loss out: {:.1} %  redundancy: {:.2}  rate: {:.2} Mbit/s (bottleneck {:.2})",
+                data.smoothed_rtt.as_secs_f64() * 1e3,
+                data.min_rtt.as_secs_f64() * 1e3,
+                data.loss_inbound * 100.0,
+                data.loss_outbound * 100.0,
+                data.redundancy,
+                data.pacing_rate_bits_per_second as f64 / 1e6,
+                data.bottleneck_bits_per_second as f64 / 1e6,
+            );
+            let _ = writeln!(
+                out,
+                "  out: {} packets {} bytes  in: {} packets {} bytes  delivered: {} segments {} bytes  fec recovered: {}",
+                data.datagrams_sent,
+                data.bytes_sent,
+                data.datagrams_received,
+                data.bytes_received,
+                data.segments_delivered,
+                data.bytes_delivered,
+                data.fec_recovered,
+            );
+            let d = &data.drops;
+            let _ = writeln!(
+                out,
+                "  data drops: truncated={} forged={} replayed={} stale={} malformed={} queue_full={} queue_delay={} too_large={} expired={} late={}",
+                d.truncated, d.forged, d.replayed, d.stale, d.malformed, d.queue_full, d.queue_delay, d.too_large, d.expired_in_queue, d.arrived_late,
+            );
+        }
+        if let Some(handshake) = &status.handshake {
+            let reasons: Vec<String> = HandshakeDrop::ALL
+                .iter()
+                .filter(|r| handshake.drops(**r) > 0)
+                .map(|r| format!("{}={}", r.name(), handshake.drops(*r)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  handshake: sent {} received {} signature checks {}  drops: {}",
+                handshake.packets_sent,
+                handshake.packets_received,
+                handshake.signature_verifications,
+                if reasons.is_empty() {
+                    "none".to_string()
+                } else {
+                    reasons.join(" ")
+                },
+            );
+        }
+    }
+    out
+}

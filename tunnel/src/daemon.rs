@@ -1,0 +1,440 @@
+//! The daemon behind `tgp up`: moves bytes between the kernel (a TUN
+//! device and a UDP socket) and the sans-IO [`Endpoint`], which makes every
+//! protocol decision. It owns no protocol logic.
+//!
+//! One task runs the loop: read the TUN (outbound IP packets: parse,
+//! route by allowed IPs, classify, clamp the MSS, hand to the endpoint),
+//! read the socket (datagrams for the endpoint), fire the endpoint's
+//! timer, answer the control socket, and after each of these send what the
+//! endpoint wants sent and write what it delivered to the TUN.
+
+use crate::config::Config;
+use crate::control::{self, ControlRequest};
+use anyhow::{bail, Context, Result};
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tgp_adapters::{
+    clamp_tcp_mss, icmp_unreachable, mss_for_mtu, parse, AllowedIps, DropCounters, DropReason,
+    IpVersion,
+};
+use tgp_proto::crypto::SigningKey;
+use tgp_proto::delivery::DataPlaneConfig;
+use tgp_proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, PeerSettings};
+use tgp_proto::handshake::HandshakeConfig;
+use tgp_proto::Timestamp;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use tun_rs::{AsyncDevice, DeviceBuilder};
+
+/// The largest UDP payload tgp sends: fits a 1500-byte underlay MTU over
+/// IPv6 (1500 − 40 − 8) without fragmentation.
+pub const MAX_DATAGRAM_SIZE: usize = 1452;
+
+/// Most datagrams or TUN packets handled in one go before the loop looks
+/// at its other sources again.
+const BATCH: usize = 64;
+
+/// Maps the monotonic clock onto protocol timestamps.
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.origin.elapsed())
+    }
+
+    fn instant(&self, timestamp: Timestamp) -> Instant {
+        self.origin + timestamp.since_origin()
+    }
+}
+
+/// The endpoint configuration the daemon runs with. Both sides of a
+/// tunnel must agree on the handshake parameters bound into commitments
+/// (deadline, margin, datagram size); these are fixed here, not per
+/// config file.
+pub fn endpoint_config(config: &Config) -> EndpointConfig {
+    let defaults = EndpointConfig::default();
+    EndpointConfig {
+        handshake: HandshakeConfig {
+            max_datagram_size: MAX_DATAGRAM_SIZE as u16,
+            ..HandshakeConfig::default()
+        },
+        data_plane: DataPlaneConfig {
+            rate_ceiling_bits_per_second: Some(config.interface.rate_ceiling.0),
+            max_datagram_size: MAX_DATAGRAM_SIZE,
+            ..defaults.data_plane.clone()
+        },
+        ..defaults
+    }
+}
+
+/// Everything the loop owns.
+struct Tunnel {
+    config: Config,
+    clock: Clock,
+    endpoint: Endpoint,
+    tun: AsyncDevice,
+    socket: UdpSocket,
+    socket_is_ipv6: bool,
+    allowed_ips: AllowedIps,
+    adapter_drops: DropCounters,
+    packets_from_tun: u64,
+    packets_to_tun: u64,
+    icmp_errors_sent: u64,
+    started: Instant,
+}
+
+/// Brings the tunnel up and runs it until SIGINT, SIGTERM or `tgp down`.
+/// The TUN interface and the control socket are removed on the way out.
+pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
+    let endpoint_config = endpoint_config(&config);
+    let peers: Vec<PeerSettings> = config
+        .peers
+        .iter()
+        .map(|peer| PeerSettings {
+            identity: peer.public_key,
+            endpoint: peer.endpoint,
+        })
+        .collect();
+    let clock = Clock {
+        origin: Instant::now(),
+    };
+    let unix_time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64;
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let endpoint = Endpoint::new(
+        clock.now(),
+        unix_time_ms,
+        identity,
+        endpoint_config,
+        peers,
+        seed,
+    );
+    let max_packet = endpoint.max_packet_size();
+    if usize::from(config.interface.mtu) > max_packet {
+        bail!(
+            "interface.mtu = {} is larger than one tgp segment carries ({max_packet} bytes); \
+             set interface.mtu to {max_packet} or less",
+            config.interface.mtu
+        );
+    }
+    let tun = open_tun(&config).context("creating the TUN interface (are you root?)")?;
+    let (socket, socket_is_ipv6) = bind_socket(config.interface.listen_port).await?;
+    info!(
+        interface = %config.interface.name,
+        listen = %socket.local_addr()?,
+        peers = config.peers.len(),
+        "tunnel up"
+    );
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(8);
+    let control_guard =
+        control::serve(&config.interface.name, control_tx).context("opening the control socket")?;
+    let mut tunnel = Tunnel {
+        allowed_ips: config.allowed_ips(),
+        config,
+        clock,
+        endpoint,
+        tun,
+        socket,
+        socket_is_ipv6,
+        adapter_drops: DropCounters::new(),
+        packets_from_tun: 0,
+        packets_to_tun: 0,
+        icmp_errors_sent: 0,
+        started: Instant::now(),
+    };
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tun_buffer = vec![0u8; 65536];
+    let mut udp_buffer = vec![0u8; 65536];
+    loop {
+        tunnel.flush().await?;
+        let wake = tunnel
+            .endpoint
+            .poll_timeout()
+            .map(|t| tunnel.clock.instant(t))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            result = tunnel.tun.recv(&mut tun_buffer) => {
+                let length = result.context("reading the TUN interface")?;
+                tunnel.handle_tun_packet(&mut tun_buffer[..length]).await?;
+                for _ in 1..BATCH {
+                    match tunnel.tun.try_recv(&mut tun_buffer) {
+                        Ok(length) => tunnel.handle_tun_packet(&mut tun_buffer[..length]).await?,
+                        Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                        Err(error) => return Err(error).context("reading the TUN interface"),
+                    }
+                }
+            }
+            result = tunnel.socket.recv_from(&mut udp_buffer) => {
+                match result {
+                    Ok((length, from)) => tunnel.handle_socket_datagram(&udp_buffer[..length], from),
+                    Err(error) => warn!(%error, "receiving from the UDP socket"),
+                }
+                for _ in 1..BATCH {
+                    match tunnel.socket.try_recv_from(&mut udp_buffer) {
+                        Ok((length, from)) => tunnel.handle_socket_datagram(&udp_buffer[..length], from),
+                        Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                        Err(error) => { warn!(%error, "receiving from the UDP socket"); break; }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = tunnel.clock.now();
+                tunnel.endpoint.handle_timeout(now);
+            }
+            Some(request) = control_rx.recv() => {
+                match request {
+                    ControlRequest::Status(reply) => { let _ = reply.send(tunnel.status_text()); }
+                    ControlRequest::Down(reply) => {
+                        let _ = reply.send("tgp: going down\n".to_string());
+                        info!("down requested over the control socket");
+                        break;
+                    }
+                }
+            }
+            _ = interrupt.recv() => { info!("SIGINT: going down"); break; }
+            _ = terminate.recv() => { info!("SIGTERM: going down"); break; }
+        }
+    }
+    drop(control_guard);
+    drop(tunnel);
+    info!("tunnel down; interface removed");
+    Ok(())
+}
+
+fn open_tun(config: &Config) -> Result<AsyncDevice> {
+    let mut builder = DeviceBuilder::new()
+        .name(&config.interface.name)
+        .mtu(config.interface.mtu);
+    let mut have_v4 = false;
+    let mut v6 = Vec::new();
+    for network in &config.interface.addresses {
+        match network.addr() {
+            IpAddr::V4(address) if !have_v4 => {
+                builder = builder.ipv4(address, network.prefix_len(), None);
+                have_v4 = true;
+            }
+            IpAddr::V6(address) => v6.push((address, network.prefix_len())),
+            IpAddr::V4(address) => {
+                warn!(%address, "only the first IPv4 address is configured on the interface")
+            }
+        }
+    }
+    if !v6.is_empty() {
+        builder = builder.ipv6_tuple(&v6);
+    }
+    Ok(builder.build_async()?)
+}
+
+/// Binds the underlay socket: dual-stack IPv6 where the host has IPv6,
+/// IPv4 otherwise. Port 0 picks a free port.
+async fn bind_socket(port: Option<u16>) -> Result<(UdpSocket, bool)> {
+    let port = port.unwrap_or(0);
+    match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+        Ok(socket) => Ok((socket, true)),
+        Err(v6_error) => {
+            debug!(%v6_error, "no IPv6 socket; falling back to IPv4");
+            let socket = UdpSocket::bind(("0.0.0.0", port))
+                .await
+                .with_context(|| format!("binding UDP port {port}"))?;
+            Ok((socket, false))
+        }
+    }
+}
+
+impl Tunnel {
+    /// An IP packet the kernel routed into the tunnel.
+    async fn handle_tun_packet(&mut self, packet: &mut [u8]) -> Result<()> {
+        self.packets_from_tun += 1;
+        let summary = match parse(packet) {
+            Ok(summary) => summary,
+            Err(error) => {
+                self.adapter_drops.record(error.drop_reason());
+                return Ok(());
+            }
+        };
+        let peer = match self.allowed_ips.route(&summary) {
+            Ok(peer) => peer,
+            Err(reason) => {
+                self.adapter_drops.record(reason);
+                if reason == DropReason::NoRoute {
+                    self.send_unreachable(packet, summary.version).await?;
+                }
+                return Ok(());
+            }
+        };
+        if summary.tcp_syn {
+            clamp_tcp_mss(
+                packet,
+                mss_for_mtu(self.config.interface.mtu, summary.version),
+            );
+        }
+        let class = self.config.peers[peer].class_rules.classify(&summary);
+        let now = self.clock.now();
+        // A refused packet is counted by the endpoint; the inner TCP sees
+        // the loss and slows down, which is the point of refusing it.
+        let _ = self
+            .endpoint
+            .send_packet(now, peer, summary.flow_id, class, packet);
+        Ok(())
+    }
+
+    /// Answers a packet with no route like a router would.
+    async fn send_unreachable(&mut self, packet: &[u8], version: IpVersion) -> Result<()> {
+        let router = self
+            .config
+            .interface
+            .addresses
+            .iter()
+            .map(|n| n.addr())
+            .find(|a| {
+                matches!(
+                    (a, version),
+                    (IpAddr::V4(_), IpVersion::V4) | (IpAddr::V6(_), IpVersion::V6)
+                )
+            });
+        if let Some(error) = router.and_then(|router| icmp_unreachable(packet, router)) {
+            self.icmp_errors_sent += 1;
+            self.write_tun(&error).await?;
+        }
+        Ok(())
+    }
+
+    fn handle_socket_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        let now = self.clock.now();
+        self.endpoint.handle_datagram(now, from, datagram);
+    }
+
+    async fn write_tun(&mut self, packet: &[u8]) -> Result<()> {
+        match self.tun.send(packet).await {
+            Ok(_) => {
+                self.packets_to_tun += 1;
+                Ok(())
+            }
+            // The kernel refuses some packets (e.g. for an address family
+            // the interface has no address of); count and go on.
+            Err(error) if error.kind() != ErrorKind::BrokenPipe => {
+                debug!(%error, "the kernel refused a packet from the tunnel");
+                Ok(())
+            }
+            Err(error) => Err(error).context("writing to the TUN interface"),
+        }
+    }
+
+    /// Sends what the endpoint wants sent, writes what it delivered, logs
+    /// its events.
+    async fn flush(&mut self) -> Result<()> {
+        loop {
+            let now = self.clock.now();
+            let mut progressed = false;
+            while let Some(transmit) = self.endpoint.poll_transmit(now) {
+                progressed = true;
+                let destination = self.socket_address(transmit.destination);
+                if let Err(error) = self.socket.send_to(&transmit.payload, destination).await {
+                    debug!(%error, %destination, "sending a datagram");
+                }
+            }
+            while let Some((peer, mut packet)) = self.endpoint.poll_delivery() {
+                progressed = true;
+                self.deliver(peer, &mut packet).await?;
+            }
+            while let Some(event) = self.endpoint.poll_event() {
+                self.log_event(&event);
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An IP packet that came through the tunnel from `peer`.
+    async fn deliver(&mut self, peer: PeerId, packet: &mut [u8]) -> Result<()> {
+        let summary = match parse(packet) {
+            Ok(summary) => summary,
+            Err(error) => {
+                self.adapter_drops.record(error.drop_reason());
+                return Ok(());
+            }
+        };
+        if let Err(reason) = self.allowed_ips.check_source(&summary, peer) {
+            self.adapter_drops.record(reason);
+            return Ok(());
+        }
+        if summary.tcp_syn {
+            clamp_tcp_mss(
+                packet,
+                mss_for_mtu(self.config.interface.mtu, summary.version),
+            );
+        }
+        self.write_tun(packet).await
+    }
+
+    fn socket_address(&self, address: SocketAddr) -> SocketAddr {
+        match address.ip() {
+            IpAddr::V4(v4) if self.socket_is_ipv6 => {
+                SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), address.port())
+            }
+            _ => address,
+        }
+    }
+
+    fn log_event(&self, event: &Event) {
+        let name = |peer: &PeerId| peer_name(&self.config, *peer);
+        match event {
+            Event::SessionUp {
+                peer,
+                session_id,
+                rekeyed,
+            } => info!(
+                peer = %name(peer),
+                session = format_args!("{session_id:016x}"),
+                rekeyed,
+                "session up"
+            ),
+            Event::SessionDown { peer, reason } => {
+                warn!(peer = %name(peer), ?reason, "session down")
+            }
+            Event::HandshakeFailed { peer } => {
+                warn!(peer = %name(peer), "handshake failed; retrying")
+            }
+            Event::PeerMoved { peer, from, to } => {
+                info!(peer = %name(peer), ?from, %to, "peer moved")
+            }
+        }
+    }
+
+    fn status_text(&self) -> String {
+        control::format_status(control::StatusInput {
+            config: &self.config,
+            endpoint: &self.endpoint,
+            adapter_drops: &self.adapter_drops,
+            packets_from_tun: self.packets_from_tun,
+            packets_to_tun: self.packets_to_tun,
+            icmp_errors_sent: self.icmp_errors_sent,
+            listen: self.socket.local_addr().ok(),
+            uptime: self.started.elapsed(),
+        })
+    }
+}
+
+/// A short name for a peer in logs: the start of its public key.
+pub fn peer_name(config: &Config, peer: PeerId) -> String {
+    config
+        .peers
+        .get(peer)
+        .map(|p| {
+            crate::keys::encode_key(&p.public_key.to_bytes())
+                .chars()
+                .take(8)
+                .collect()
+        })
+        .unwrap_or_else(|| format!("#{peer}"))
+}
