@@ -125,6 +125,7 @@ fn encode(frame: &FuzzFrame, out: &mut Vec<u8>) {
             abandoned_complete_below: *z,
             abandoned: to_ranges(*cb, a),
             needs: n.clone(),
+            covered_below: *z ^ *l,
             largest_packet: *l,
             ack_delay_micros: *bytes % 100_000,
             bytes_received: *bytes,

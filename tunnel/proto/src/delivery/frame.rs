@@ -6,7 +6,7 @@
 //! DATA     0x01 seq:v group_index:u8 len:v symbol[len]
 //! REPAIR   0x02 group_first:v k:u8 index:u8 len:v shard[len]
 //! RECEIPT  0x03 cumulative:v ranges confirmed_base:v abandoned_complete_below:v
-//!               abandoned-ranges needs largest_packet:v ack_delay_us:v
+//!               abandoned-ranges needs covered_below:v largest_packet:v ack_delay_us:v
 //!               bytes_received:v loss_per_65536:v
 //! CONFIRM  0x04 point:v                      (receipt-of-receipt)
 //! ABANDON  0x05 ranges                        (sender gave these up)
@@ -67,6 +67,10 @@ pub struct Receipt {
     pub abandoned: Vec<Range<u64>>,
     /// FEC groups still short: (first sequence number, symbols needed).
     pub needs: Vec<(u64, u64)>,
+    /// `ranges` and `needs` are complete below this sequence number (lists
+    /// longer than a packet are cut; beyond the cut the receipt says
+    /// nothing).
+    pub covered_below: u64,
     /// Highest packet number received from the peer.
     pub largest_packet: u64,
     /// Microseconds between receiving `largest_packet` and sending this.
@@ -281,6 +285,7 @@ impl Frame<'_> {
                     put_varint(out, first);
                     put_varint(out, needed);
                 }
+                put_varint(out, receipt.covered_below);
                 put_varint(out, receipt.largest_packet);
                 put_varint(out, receipt.ack_delay_micros);
                 put_varint(out, receipt.bytes_received);
@@ -355,6 +360,7 @@ pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                     abandoned_complete_below,
                     abandoned,
                     needs,
+                    covered_below: reader.varint()?,
                     largest_packet: reader.varint()?,
                     ack_delay_micros: reader.varint()?,
                     bytes_received: reader.varint()?,
@@ -458,6 +464,7 @@ mod tests {
                 abandoned_complete_below: point,
                 abandoned: abandoned.clone(),
                 needs,
+                covered_below: seq,
                 largest_packet: point,
                 ack_delay_micros: 17,
                 bytes_received: seq,

@@ -77,11 +77,11 @@ const SYMBOL_FRAME_HEADER: usize = 1 + 10 + 1 + 1 + 3;
 /// Packets per window of the receiver's loss meter.
 const LOSS_WINDOW_PACKETS: u64 = 64;
 /// Most ranges a receipt lists.
-const RECEIPT_MAX_RANGES: usize = 48;
+const RECEIPT_MAX_RANGES: usize = 160;
 /// Most abandoned ranges a receipt lists.
 const RECEIPT_MAX_ABANDONED: usize = 24;
 /// Most FEC needs a receipt lists.
-const RECEIPT_MAX_NEEDS: usize = 24;
+const RECEIPT_MAX_NEEDS: usize = 64;
 
 /// Tunables of a [`DataPlane`]. [`Default`] suits a 1400-byte path.
 #[derive(Clone, Debug)]
@@ -109,8 +109,17 @@ pub struct DataPlaneConfig {
     pub fec_group_timeout: Duration,
     /// ...and at the latest this long after its first symbol.
     pub fec_group_max_age: Duration,
-    /// Extra proactive repair, as a fraction of the expected losses.
+    /// Proactive repair of a reliable group beyond the expected losses, in
+    /// standard deviations of the loss count; negative values send a
+    /// little less and leave the rest to fresh repair on request, which
+    /// wastes less (surplus symbols are the only waste).
     pub repair_margin: f64,
+    /// Fresh repair sent when a receipt shows a group still short by `n`:
+    /// `max(1, round(n / (1 − loss) × reactive_repair_factor))`. Below 1
+    /// it undershoots a little and leaves the rest to the next round trip,
+    /// which wastes less at high loss (every symbol beyond what the group
+    /// needs is waste); 1 aims at the expected need.
+    pub reactive_repair_factor: f64,
     /// Target probability that a deadline group fails with proactive
     /// repair alone.
     pub deadline_residual_target: f64,
@@ -131,6 +140,12 @@ pub struct DataPlaneConfig {
     pub aead: AeadAlgorithm,
 }
 
+impl DataPlaneConfig {
+    fn reactive_repair_count(&self, needed: u64, loss_factor: f64) -> u32 {
+        ((needed as f64 * loss_factor * self.reactive_repair_factor).round() as u32).max(1)
+    }
+}
+
 impl Default for DataPlaneConfig {
     fn default() -> Self {
         DataPlaneConfig {
@@ -144,7 +159,8 @@ impl Default for DataPlaneConfig {
             fec_max_group: 64,
             fec_group_timeout: Duration::from_millis(5),
             fec_group_max_age: Duration::from_millis(50),
-            repair_margin: 0.0,
+            repair_margin: -1.0,
+            reactive_repair_factor: 0.8,
             deadline_residual_target: 5e-4,
             deadline_loss_floor: 0.02,
             max_loss: 0.95,
@@ -243,8 +259,10 @@ pub struct DataPlaneStats {
     pub sources_resent: u64,
     /// Source symbols recovered by FEC decoding here.
     pub fec_recovered: u64,
-    /// Symbols received that were already known.
-    pub redundant_symbols: u64,
+    /// Source symbols received that were already known.
+    pub redundant_sources: u64,
+    /// Repair symbols received for groups already complete or full.
+    pub redundant_repairs: u64,
     /// Drops by reason.
     pub drops: DropCounts,
     /// Loss of the peer's packets measured here (0..1).
@@ -310,6 +328,7 @@ struct TxGroup {
     last_packet: u64,
     last_sent_at: Timestamp,
     unresolved: usize,
+    reported_need: Option<u64>,
 }
 
 impl TxGroup {
@@ -753,8 +772,12 @@ impl DataPlane {
                 Some(old) => old * 0.875 + window_loss * 0.125,
             });
             self.loss_window_start += LOSS_WINDOW_PACKETS;
-            // Packets already seen beyond the window's end carry over as one.
-            self.loss_window_count = u64::from(largest >= self.loss_window_start);
+            // The packet that closed the window counts in the window it
+            // falls in.
+            self.loss_window_count = u64::from(
+                largest >= self.loss_window_start
+                    && largest < self.loss_window_start + LOSS_WINDOW_PACKETS,
+            );
         }
         self.stats.loss_inbound = self.loss_estimate.unwrap_or(0.0);
     }
@@ -790,12 +813,12 @@ impl DataPlane {
     fn on_data(&mut self, now: Timestamp, seq: u64, index: usize, symbol: &[u8], direct: bool) {
         let first = seq - index as u64;
         if first.saturating_add(256) <= self.in_cumulative {
-            self.stats.redundant_symbols += 1;
+            self.stats.redundant_sources += 1;
             return;
         }
         let known = self.in_resolved.contains(seq) || seq < self.in_cumulative;
         if known {
-            self.stats.redundant_symbols += 1;
+            self.stats.redundant_sources += 1;
         } else {
             match Symbol::parse(symbol) {
                 Ok(parsed) => self.resolve(now, seq, parsed, direct),
@@ -817,7 +840,7 @@ impl DataPlane {
 
     fn on_repair(&mut self, now: Timestamp, first: u64, k: usize, index: usize, shard: &[u8]) {
         if first.saturating_add(k as u64) <= self.in_cumulative {
-            self.stats.redundant_symbols += 1;
+            self.stats.redundant_repairs += 1;
             return;
         }
         let group = self.rx_groups.entry(first).or_default();
@@ -830,7 +853,7 @@ impl DataPlane {
             || group.sources.len() + group.repairs.len() >= k
             || group.repairs.iter().any(|(j, _)| *j == index)
         {
-            self.stats.redundant_symbols += 1;
+            self.stats.redundant_repairs += 1;
             return;
         }
         group.repairs.push((index, shard.to_vec()));
@@ -1051,6 +1074,17 @@ impl DataPlane {
             })
             .take(RECEIPT_MAX_NEEDS)
             .collect();
+        let mut covered_below = u64::MAX;
+        if ranges.len() >= RECEIPT_MAX_RANGES {
+            covered_below = info_end;
+        }
+        if needs.len() >= RECEIPT_MAX_NEEDS {
+            if let Some(&(first, _)) = needs.last() {
+                let k = self.rx_groups.get(&first).and_then(|g| g.k).unwrap_or(0);
+                covered_below = covered_below.min(first + k as u64);
+            }
+        }
+        let covered_below = covered_below.min(self.in_resolved.end().max(cumulative) + 65_536);
         let (largest_packet, ack_delay_micros) = self
             .largest_received
             .map_or((0, 0), |(pn, at)| (pn, (now - at).as_micros() as u64));
@@ -1061,6 +1095,7 @@ impl DataPlane {
             abandoned_complete_below,
             abandoned,
             needs,
+            covered_below,
             largest_packet,
             ack_delay_micros,
             bytes_received: self.wire_bytes_received,
@@ -1174,11 +1209,12 @@ impl DataPlane {
             if !group.closed
                 || group.pending_repairs > 0
                 || receipt.largest_packet < group.last_packet
+                || end > receipt.covered_below
             {
                 continue;
             }
             let live = (0..k).any(|i| {
-                !(first + i as u64 <= known || self.out_resolved.contains(first + i as u64))
+                !((first + i as u64) < known || self.out_resolved.contains(first + i as u64))
                     && group.members[i].expires_at.is_none_or(|e| e > now)
             });
             if !live {
@@ -1189,10 +1225,11 @@ impl DataPlane {
                 .copied()
                 .unwrap_or(group.unresolved as u64)
                 .min(k as u64);
+            group.reported_need = Some(needed);
             if needed == 0 {
                 continue;
             }
-            group.pending_repairs = (needed as f64 * loss_factor).ceil() as u32;
+            group.pending_repairs = self.config.reactive_repair_count(needed, loss_factor);
             group.pending_proactive = false;
             self.repair_queue.push_back(first);
         }
@@ -1254,7 +1291,7 @@ impl DataPlane {
         self.stats.min_rtt = self.rate.min_rtt();
         self.stats.smoothed_rtt = self.rate.smoothed_rtt();
         let p = self.peer_loss.unwrap_or(0.0).min(self.config.max_loss);
-        self.stats.redundancy = p / (1.0 - p) * (1.0 + self.config.repair_margin);
+        self.stats.redundancy = p / (1.0 - p);
     }
 
     // ------------------------------------------------------------------
@@ -1320,7 +1357,9 @@ impl DataPlane {
         let Some(p) = self.outbound_loss() else {
             return if deadline { 1 } else { 8 };
         };
-        let by_loss = (0.5 * 255.0 * (1.0 - p)).floor() as usize;
+        // Leave room below the 256-symbol limit of GF(2^8) for the
+        // expected repair plus a few rounds of fresh repair.
+        let by_loss = (0.7 * 255.0 * (1.0 - p)).floor() as usize;
         let max = if deadline {
             8
         } else {
@@ -1333,18 +1372,23 @@ impl DataPlane {
         let k = group.k();
         let measured = self.outbound_loss().unwrap_or(0.0);
         if group.deadline {
-            let p = match self.peer_loss {
-                None => self.config.deadline_loss_floor.max(0.2),
+            let p = match self.outbound_loss() {
+                None => self.config.deadline_loss_floor.max(0.3),
                 // An upper estimate: the measurement is noisy and a
                 // deadline group cannot wait for a second chance.
-                Some(p) => (p * 1.3 + 0.03).max(self.config.deadline_loss_floor),
+                Some(p) => (p * 1.3 + 0.01).max(self.config.deadline_loss_floor),
             }
             .min(self.config.max_loss);
             repairs_for_residual(k, p, self.config.deadline_residual_target, 255 - k) as u32
         } else {
-            let expected =
-                k as f64 * measured / (1.0 - measured) * (1.0 + self.config.repair_margin);
-            (expected.round() as usize).min(255 - k) as u32
+            // Sent symbols needed on average for k to arrive, and the
+            // spread of the loss count, both in sent symbols.
+            let expected = k as f64 * measured / (1.0 - measured);
+            let spread = (k as f64 * measured).sqrt() / (1.0 - measured);
+            let repairs = (expected + self.config.repair_margin * spread)
+                .round()
+                .max(0.0);
+            (repairs as usize).min(255 - k) as u32
         }
     }
 
@@ -1426,9 +1470,19 @@ impl DataPlane {
                     self.stats.reactive_repairs_sent += 1;
                 }
             } else {
-                // Out of fresh repair symbols: send a source again.
-                let i = group.next_resend % k;
-                group.next_resend += 1;
+                // Out of fresh repair symbols: send again a source the
+                // peer has not confirmed (round robin over those).
+                let known = self.out_known_point;
+                let resolved = &self.out_resolved;
+                let missing = |i: usize| {
+                    let seq = first + i as u64;
+                    !(seq < known || resolved.contains(seq))
+                };
+                let i = (0..k)
+                    .map(|step| (group.next_resend + step) % k)
+                    .find(|&i| missing(i))
+                    .unwrap_or(group.next_resend % k);
+                group.next_resend = i + 1;
                 let symbol = fec::symbol_of_shard(&group.shards[i]).unwrap_or(&[]);
                 Frame::Data {
                     seq: first + i as u64,
@@ -1486,6 +1540,7 @@ impl DataPlane {
                         last_packet: packet_number,
                         last_sent_at: now,
                         unresolved: 0,
+                        reported_need: None,
                     },
                 );
                 self.open_group = Some(seq);
@@ -1591,6 +1646,11 @@ impl DataPlane {
                 // status bound conservative.
                 if !receipt.needs.is_empty() {
                     receipt.needs.truncate(receipt.needs.len() / 2);
+                    let cut = receipt
+                        .needs
+                        .last()
+                        .map_or(receipt.cumulative, |&(f, _)| f + 1);
+                    receipt.covered_below = receipt.covered_below.min(cut);
                 } else if !receipt.abandoned.is_empty() {
                     let dropped = receipt.abandoned.pop().map_or(0, |r| r.start);
                     receipt.abandoned_complete_below =
@@ -1598,6 +1658,7 @@ impl DataPlane {
                 } else {
                     receipt.ranges.truncate(receipt.ranges.len() / 2);
                     let end = receipt.ranges.last().map_or(receipt.cumulative, |r| r.end);
+                    receipt.covered_below = receipt.covered_below.min(end);
                     receipt.abandoned_complete_below = receipt
                         .abandoned_complete_below
                         .min(end.max(receipt.cumulative));
@@ -1715,7 +1776,10 @@ impl DataPlane {
     // ------------------------------------------------------------------
 
     fn probe_timeout(&self) -> Duration {
-        self.rate.smoothed_rtt() * 5 / 4 + self.flood_interval() * 2 + Duration::from_millis(10)
+        // Two round trips: receipts are flooded several times per round
+        // trip, so a group with no news for this long has really lost its
+        // tail (a spurious timeout would resend what the peer holds).
+        self.rate.smoothed_rtt() * 2 + Duration::from_millis(10)
     }
 
     /// When [`DataPlane::handle_timeout`] (or [`DataPlane::poll_transmit`])
@@ -1830,8 +1894,12 @@ impl DataPlane {
                 group.last_sent_at = now;
                 continue;
             }
-            let extra = if loss_factor > 1.01 { 1.0 } else { 0.0 };
-            group.pending_repairs = (group.unresolved as f64 * loss_factor + extra).ceil() as u32;
+            let needed = group
+                .reported_need
+                .unwrap_or(group.unresolved as u64)
+                .min(group.unresolved as u64)
+                .max(1);
+            group.pending_repairs = self.config.reactive_repair_count(needed, loss_factor);
             group.pending_proactive = false;
             group.last_sent_at = now;
             self.repair_queue.push_back(first);
