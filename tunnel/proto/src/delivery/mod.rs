@@ -141,8 +141,14 @@ pub struct DataPlaneConfig {
 }
 
 impl DataPlaneConfig {
-    fn reactive_repair_count(&self, needed: u64, loss_factor: f64) -> u32 {
-        ((needed as f64 * loss_factor * self.reactive_repair_factor).round() as u32).max(1)
+    fn reactive_repair_count(&self, needed: u64, loss_factor: f64, tail: bool) -> u32 {
+        // At the tail nothing later hides another round trip: overshoot.
+        let factor = if tail {
+            self.reactive_repair_factor.max(1.0) * 1.25
+        } else {
+            self.reactive_repair_factor
+        };
+        ((needed as f64 * loss_factor * factor).round() as u32).max(1)
     }
 }
 
@@ -1189,6 +1195,7 @@ impl DataPlane {
 
         // Free resolved groups; request repairs for groups still short.
         let needs: HashMap<u64, u64> = receipt.needs.iter().copied().collect();
+        let tail = self.reliable_queue.is_empty();
         let loss_factor = 1.0 / (1.0 - self.outbound_loss().unwrap_or(0.0));
         let mut finished = Vec::new();
         for (&first, group) in &mut self.groups {
@@ -1229,7 +1236,7 @@ impl DataPlane {
             if needed == 0 {
                 continue;
             }
-            group.pending_repairs = self.config.reactive_repair_count(needed, loss_factor);
+            group.pending_repairs = self.config.reactive_repair_count(needed, loss_factor, tail);
             group.pending_proactive = false;
             self.repair_queue.push_back(first);
         }
@@ -1385,9 +1392,14 @@ impl DataPlane {
             // spread of the loss count, both in sent symbols.
             let expected = k as f64 * measured / (1.0 - measured);
             let spread = (k as f64 * measured).sqrt() / (1.0 - measured);
-            let repairs = (expected + self.config.repair_margin * spread)
-                .round()
-                .max(0.0);
+            // With nothing queued behind this group, no later data hides a
+            // repair round trip: aim above the expected loss instead.
+            let margin = if self.reliable_queue.is_empty() {
+                self.config.repair_margin.abs().max(1.0)
+            } else {
+                self.config.repair_margin
+            };
+            let repairs = (expected + margin * spread).round().max(0.0);
             (repairs as usize).min(255 - k) as u32
         }
     }
@@ -1866,6 +1878,7 @@ impl DataPlane {
         let pto = self.probe_timeout();
         let known = self.out_known_point;
         let loss_factor = 1.0 / (1.0 - self.outbound_loss().unwrap_or(0.0));
+        let tail = self.reliable_queue.is_empty();
         for (&first, group) in &mut self.groups {
             // Abandon expired deadline members.
             for (i, member) in group.members.iter_mut().enumerate() {
@@ -1899,7 +1912,7 @@ impl DataPlane {
                 .unwrap_or(group.unresolved as u64)
                 .min(group.unresolved as u64)
                 .max(1);
-            group.pending_repairs = self.config.reactive_repair_count(needed, loss_factor);
+            group.pending_repairs = self.config.reactive_repair_count(needed, loss_factor, tail);
             group.pending_proactive = false;
             group.last_sent_at = now;
             self.repair_queue.push_back(first);
