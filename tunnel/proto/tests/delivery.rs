@@ -379,3 +379,66 @@ fn garbage_forgeries_and_replays_are_dropped_and_counted() {
     assert_bulk_ok(&p, bytes);
     let _ = a;
 }
+
+#[test]
+fn rate_ceiling_caps_the_wire_rate() {
+    let link = LinkConfig::ideal(Duration::from_millis(20)).with_rate(20_000_000, 100_000);
+    let config = DataPlaneConfig {
+        rate_ceiling_bits_per_second: Some(4_000_000),
+        ..DataPlaneConfig::default()
+    };
+    let bytes = 2_000_000;
+    let mut p = pair(11, link.clone(), link, config, |a, b| {
+        let size = a.plane.max_segment_size();
+        (a.with_bulk(BulkSource::new(1, bytes, size)), b)
+    });
+    let (a, b) = (p.a, p.b);
+    p.sim
+        .run_while(Timestamp::from_duration(Duration::from_secs(30)), |sim| {
+            sim.node::<DataPlaneNode>(b).report.reliable_bytes < bytes
+        });
+    let elapsed = p.sim.now().since_origin().as_secs_f64();
+    let sent = p.sim.node::<DataPlaneNode>(a).plane.stats().bytes_sent as f64;
+    let rate = sent * 8.0 / elapsed;
+    assert!(rate <= 4_200_000.0, "sent at {rate} bit/s");
+    assert!(rate >= 3_000_000.0, "sent at {rate} bit/s");
+}
+
+#[test]
+fn queue_manager_refuses_segments_when_the_tunnel_is_the_bottleneck() {
+    let (ka, _) = keys();
+    let config = DataPlaneConfig {
+        rate_ceiling_bits_per_second: Some(1_000_000),
+        ..DataPlaneConfig::default()
+    };
+    let mut plane = DataPlane::new(Timestamp::ZERO, ka, config);
+    let mut buffer = Vec::new();
+    let mut refused = 0;
+    let mut worst_wait = Duration::ZERO;
+    for ms in 0..3_000u64 {
+        let now = Timestamp::from_duration(Duration::from_millis(ms));
+        // An inner sender offering 4 Mbit/s into a 1 Mbit/s tunnel.
+        for _ in 0..1 {
+            if plane
+                .send_segment(now, 1, tgp_proto::DeliveryClass::Reliable, &[0u8; 500])
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        while plane.poll_transmit(now, &mut buffer) {}
+        if plane.poll_timeout().is_some_and(|t| t <= now) {
+            plane.handle_timeout(now);
+        }
+        let wait = Duration::from_secs_f64(plane.queued_bytes() as f64 * 8.0 / 1_000_000.0);
+        if ms > 1_000 {
+            worst_wait = worst_wait.max(wait);
+        }
+    }
+    assert!(refused > 100, "only {refused} refusals");
+    assert!(plane.stats().drops.queue_delay > 0);
+    assert!(
+        worst_wait < Duration::from_millis(800),
+        "queue held {worst_wait:?}"
+    );
+}

@@ -97,6 +97,10 @@ pub struct DataPlaneConfig {
     /// Sojourn time in the send queue above which the queue manager starts
     /// refusing segments (CoDel-like), so an inner TCP sees congestion.
     pub send_queue_delay_target: Duration,
+    /// The send queue never holds more than this long at the current
+    /// pacing rate (nor less than 64 kB): a sender that ignores the queue
+    /// manager's drops meets a full queue instead of an ever longer one.
+    pub send_queue_max_delay: Duration,
     /// Send a keepalive when nothing was sent for this long.
     pub keepalive_interval: Duration,
     /// The peer is silent when nothing authentic arrived for this long.
@@ -160,6 +164,7 @@ impl Default for DataPlaneConfig {
             max_datagram_size: 1400,
             send_queue_limit_bytes: 1 << 20,
             send_queue_delay_target: Duration::from_millis(50),
+            send_queue_max_delay: Duration::from_millis(250),
             keepalive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             fec_max_group: 64,
@@ -622,7 +627,13 @@ impl DataPlane {
                 max,
             });
         }
-        if self.queued_bytes + segment.len() > self.config.send_queue_limit_bytes {
+        let by_delay = (self.rate.pacing_bytes_per_second()
+            * self.config.send_queue_max_delay.as_secs_f64()) as usize;
+        let limit = self
+            .config
+            .send_queue_limit_bytes
+            .min(by_delay.max(64 * 1024));
+        if self.queued_bytes + segment.len() > limit {
             self.stats.drops.queue_full += 1;
             return Err(SendError::QueueFull);
         }
