@@ -19,7 +19,7 @@ use crate::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-const PROBE_GAINS: [f64; 8] = [1.15, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const PROBE_GAINS: [f64; 8] = [1.1, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 const STARTUP_GAIN: f64 = 2.89;
 const DRAIN_GAIN: f64 = 0.5;
 const CONGESTED_GAIN: f64 = 0.9;
@@ -267,7 +267,17 @@ impl RateController {
             RateMode::Startup => STARTUP_GAIN,
             RateMode::Drain => DRAIN_GAIN,
             RateMode::ProbeBandwidth if self.congested() => CONGESTED_GAIN,
-            RateMode::ProbeBandwidth => PROBE_GAINS[self.cycle_index],
+            RateMode::ProbeBandwidth => {
+                let gain = PROBE_GAINS[self.cycle_index];
+                // Cruising with a queue of half the target: the estimate
+                // runs a little high (noisy samples through a max filter);
+                // shave it so the queue drains instead of standing.
+                if gain == 1.0 && self.queue_delay() > self.config.queue_delay_target / 2 {
+                    0.97
+                } else {
+                    gain
+                }
+            }
         }
     }
 
