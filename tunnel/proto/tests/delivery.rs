@@ -442,3 +442,52 @@ fn queue_manager_refuses_segments_when_the_tunnel_is_the_bottleneck() {
         "queue held {worst_wait:?}"
     );
 }
+
+#[test]
+fn mixed_classes_over_a_hostile_link_across_seeds() {
+    for seed in 20..23 {
+        let link = LinkConfig::ideal(Duration::from_millis(15))
+            .with_rate(10_000_000, 60_000)
+            .with_bursty_loss(0.15, 3.0)
+            .with_reorder(0.1, Duration::from_millis(5))
+            .with_duplicate(0.1)
+            .with_jitter(Duration::from_millis(3));
+        let bytes = 400_000;
+        let mut p = pair(
+            seed,
+            link.clone(),
+            link,
+            DataPlaneConfig::default(),
+            |a, b| {
+                let size = a.plane.max_segment_size();
+                let a = a.with_bulk(BulkSource::new(3, bytes, size)).with_periodic(
+                    PeriodicSource::new(
+                        50,
+                        Timestamp::ZERO,
+                        Duration::from_millis(10),
+                        80,
+                        Duration::from_millis(60),
+                        300,
+                    ),
+                );
+                let b = b.with_bulk(BulkSource::new(1, bytes / 4, 700));
+                (a, b)
+            },
+        );
+        p.sim
+            .run_until(Timestamp::from_duration(Duration::from_secs(15)));
+        settle(&mut p, 3);
+        let a = p.sim.node::<DataPlaneNode>(p.a);
+        let b = p.sim.node::<DataPlaneNode>(p.b);
+        assert_eq!(b.report.reliable_bytes, bytes, "seed {seed}");
+        assert_eq!(a.report.reliable_bytes, bytes / 4, "seed {seed}");
+        assert_eq!(a.report.order_violations + b.report.order_violations, 0);
+        assert_eq!(b.report.deadline_duplicates, 0);
+        assert!(
+            b.report.deadline_segments >= 250,
+            "seed {seed}: {}",
+            b.report.deadline_segments
+        );
+        records_match(&p);
+    }
+}
