@@ -38,6 +38,45 @@
 //! as abandoned whatever it had not delivered. The receiver's record is
 //! authoritative; the sender's record is built only from receipts.
 //!
+//! # Redundancy
+//!
+//! Source symbols go out as they come (systematic code), each in its own
+//! packet. A group closes when it reaches its size — up to
+//! [`DataPlaneConfig::fec_max_group`], fewer at high loss so that the
+//! expected repair plus a few fresh rounds stay within GF(2^8)'s 256
+//! symbols — or [`DataPlaneConfig::fec_group_timeout`] after its first
+//! symbol when nothing more is queued (at most
+//! [`DataPlaneConfig::fec_group_max_age`] while data keeps coming, so bulk
+//! traffic gets large groups and interactive traffic low latency).
+//!
+//! On closing, a reliable group gets the expected number of repair
+//! symbols for the loss the receiver reports (`k·p/(1−p)`) adjusted by
+//! [`DataPlaneConfig::repair_margin`] standard deviations (slightly below
+//! by default: surplus symbols are the only waste); a deadline group gets
+//! enough that it fails with probability at most
+//! [`DataPlaneConfig::deadline_residual_target`] under an upper estimate of
+//! the loss, since it cannot wait for a second chance. When a receipt that
+//! covers a group and acknowledges a packet sent after the group's last
+//! symbol shows it still short by `n`, the sender queues about `n/(1−p)`
+//! fresh repair symbols ([`DataPlaneConfig::reactive_repair_factor`]),
+//! ahead of new data; if no receipt covers it for two round trips, the
+//! same happens on a timer. No back-off: every round trip gets fresh
+//! symbols. With nothing queued behind (the tail of a transfer) both
+//! amounts aim above the expected need instead, since no later data hides
+//! another round trip. A group that has used all 255 − k repair indices
+//! sends its unconfirmed sources again.
+//!
+//! # Receipts
+//!
+//! A receipt (cumulative point, resolved ranges, abandoned ranges, FEC
+//! groups still short, largest packet number and ack delay, bytes received,
+//! measured loss) rides on every packet sent while there is news, goes
+//! alone after two data packets or 5 ms, and is flooded on a timer (about
+//! four per round trip after loss) while the peer has not confirmed it or
+//! something is still missing. The sender answers with a confirmation
+//! (receipt-of-receipt) of the point below which it holds the receipts'
+//! full record; the receiver then stops listing what lies below it.
+//!
 //! # Overhead per packet
 //!
 //! 33 bytes of protection (17-byte header + 16-byte tag), a DATA frame
