@@ -318,3 +318,74 @@ impl RateController {
         (gain * bdp) as u64 + 16 * packet_size as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RateConfig {
+        RateConfig {
+            ceiling_bits_per_second: None,
+            initial_bits_per_second: 1_000_000,
+            queue_delay_target: Duration::from_millis(10),
+            max_loss: 0.95,
+        }
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_duration(Duration::from_millis(ms))
+    }
+
+    fn sample(rate: f64, packet: u64) -> RateSample {
+        RateSample {
+            rtt: Duration::from_millis(100),
+            serviced_bytes_per_second: Some(rate),
+            app_limited: false,
+            acked_packet: packet,
+            next_packet: packet + 10,
+            bytes_in_flight: 0,
+        }
+    }
+
+    #[test]
+    fn random_loss_does_not_lower_the_rate() {
+        let mut rate = RateController::new(at(0), config());
+        for i in 0..50 {
+            rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
+            rate.set_peer_loss(0.3);
+            rate.on_peer_bytes_received(at(i * 100), i * 175_000);
+        }
+        assert!(rate.bottleneck_bytes_per_second() >= 2_400_000.0);
+        assert!(rate.pacing_bytes_per_second() >= 2_000_000.0);
+    }
+
+    #[test]
+    fn a_peer_overstating_its_bandwidth_cannot_make_us_amplify() {
+        let mut rate = RateController::new(at(0), config());
+        // The peer acknowledges as if 100 MB/s went through, but reports
+        // receiving only 100 kB/s with no loss.
+        for i in 0..50 {
+            rate.on_sample(at(i * 100), sample(100_000_000.0, i * 10));
+            rate.set_peer_loss(0.0);
+            rate.on_peer_bytes_received(at(i * 100), i * 10_000);
+        }
+        // At most 1.5 × what arrives (100 kB/s), not the claimed 100 MB/s.
+        assert!(rate.pacing_bytes_per_second() <= 150_000.0 * 1.01);
+    }
+
+    #[test]
+    fn the_ceiling_holds() {
+        let mut rate = RateController::new(
+            at(0),
+            RateConfig {
+                ceiling_bits_per_second: Some(8_000_000),
+                ..config()
+            },
+        );
+        for i in 0..50 {
+            rate.on_sample(at(i * 100), sample(10_000_000.0, i * 10));
+            rate.on_peer_bytes_received(at(i * 100), i * 1_000_000);
+        }
+        assert!(rate.pacing_bytes_per_second() <= 1_000_000.0);
+    }
+}
