@@ -1,9 +1,16 @@
 //! `tgp-bench`: measurements of tgp. `tgp-bench sim` runs the data plane in
 //! the deterministic simulator and prints the table of the delivery issue;
-//! the real-socket comparisons come with their own issue.
+//! `compare`, `latency`, `game`, `cpu` and `demo` measure real sockets over
+//! an impaired path between network namespaces (netem/link).
 
+mod compare;
 mod newreno;
+mod paths;
+mod plot;
+mod procs;
+mod results;
 mod sim;
+mod systems;
 
 use clap::{Parser, Subcommand};
 
@@ -19,10 +26,41 @@ enum Command {
     /// Data plane in the deterministic simulator: capacity fraction, wire
     /// overhead, deadline delivery, bottleneck queueing, sharing.
     Sim(sim::SimArgs),
+    /// iperf3 goodput of every system over one impaired path per loss rate,
+    /// with wire bytes per delivered byte and CPU seconds.
+    Compare(compare::CompareArgs),
+    /// Goodput through tgp and wireguard-go on an unimpaired path.
+    Cpu(compare::CpuArgs),
+    /// Plain TCP beside TCP through tgp at 10 % loss, 100 ms, 20 Mbit/s.
+    Demo(compare::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Sim(args) => sim::run(&args),
+        Command::Compare(args) => real(|| compare::run(&args)),
+        Command::Cpu(args) => real(|| compare::cpu(&args)),
+        Command::Demo(args) => real(|| compare::demo(&args)),
     }
+}
+
+/// Common start for the real-socket commands: logs, Ctrl-C handling, root.
+fn real(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    procs::install_interrupt_handler();
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
+    if uid.as_deref() != Some("0") {
+        anyhow::bail!("this command builds network namespaces: run it as root");
+    }
+    f()
 }

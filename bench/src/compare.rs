@@ -1,0 +1,559 @@
+//! `tgp-bench compare`, `cpu` and `demo`: iperf3 goodput of every system
+//! over the same impaired path, with bytes on the wire per byte delivered and
+//! CPU seconds.
+//!
+//! What is counted, per cell (one system at one loss rate):
+//! - goodput: the bytes the iperf3 *receiver* got (`end.sum_received`) over
+//!   its measuring time; data flows from the client in NAME-b to the server
+//!   in NAME-a.
+//! - wire bytes: the bytes both ends' `eth0` transmitted during the cell
+//!   (kernel interface counters: Ethernet frames with headers, counted
+//!   before the impairer drops any), i.e. data, ACKs, receipts, repair,
+//!   keepalives and iperf3's control connection, both directions.
+//!   `wire_per_goodput` = wire bytes / bytes delivered.
+//! - cpu_s: user+system CPU seconds of the tunnel's processes at both ends
+//!   (tgp, kcptun client+server, wireguard-go) plus both iperf3 processes,
+//!   from /proc/PID/stat. Kernel work done in softirq context (the kernel
+//!   TCP stack, wireguard-go's TUN I/O is counted as its system time) is not
+//!   attributed to any process and is not in the figure; the impairer is not
+//!   counted.
+
+use crate::paths::{NetPath, PathSpec};
+use crate::procs::{check_interrupt, listening, ns_cmd, wait_until, Proc};
+use crate::results::{self, fig, Machine};
+use crate::systems::{self, Ctx, Running, System, TCP_SYSTEMS};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const IPERF_PORT: u16 = 5201;
+
+/// Parses "100ms", "0.6s", "600" (ms) into milliseconds.
+pub fn parse_ms(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a time (e.g. 100ms)"))?;
+    if !(0.0..=60_000.0).contains(&(v * scale)) {
+        bail!("{s:?} is out of range");
+    }
+    Ok(v * scale)
+}
+
+/// Parses "20mbit", "1gbit", "500kbit" into Mbit/s.
+pub fn parse_mbit(s: &str) -> Result<f64> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, scale) = if let Some(n) = t.strip_suffix("gbit") {
+        (n.to_string(), 1e3)
+    } else if let Some(n) = t.strip_suffix("mbit") {
+        (n.to_string(), 1.0)
+    } else if let Some(n) = t.strip_suffix("kbit") {
+        (n.to_string(), 1e-3)
+    } else {
+        bail!("{s:?} is not a rate (e.g. 20mbit)");
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a rate (e.g. 20mbit)"))?;
+    if !(v > 0.0 && v * scale <= 100_000.0) {
+        bail!("{s:?} is out of range");
+    }
+    Ok(v * scale)
+}
+
+/// Parses a comma-separated system list, or all TCP systems when empty.
+pub fn parse_systems(list: &[String], default: &[System]) -> Result<Vec<System>> {
+    if list.is_empty() {
+        return Ok(default.to_vec());
+    }
+    list.iter().map(|s| System::parse(s)).collect()
+}
+
+/// Options of `tgp-bench compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Loss rates in percent (each direction), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,5,10,20,30,50,70,90")]
+    pub loss: Vec<f64>,
+    /// Round-trip time (half of it each way).
+    #[arg(long, default_value = "100ms")]
+    pub rtt: String,
+    /// Link rate (also tgp's rate_ceiling).
+    #[arg(long, default_value = "20mbit")]
+    pub rate: String,
+    /// Seconds of iperf3 per cell.
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    /// Systems (default: all): tcp-cubic,tcp-bbr,tgp-cubic,tgp-bbr,kcptun,kcptun-tuned,wireguard-go.
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<String>,
+    /// Also write every figure to this JSON file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Results root (default: <repo>/bench/results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write no results directory or plot.
+    #[arg(long)]
+    pub no_results: bool,
+    /// Keep the scratch directory with the tunnels' logs.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+/// One cell of the comparison.
+#[derive(Serialize, Clone, Debug)]
+pub struct CompareRow {
+    /// System name.
+    pub system: String,
+    /// Loss per direction, percent.
+    pub loss_pct: f64,
+    /// Round-trip time, ms.
+    pub rtt_ms: f64,
+    /// Link rate, Mbit/s (0 = no rate stage).
+    pub rate_mbit: f64,
+    /// "ok" or "failed".
+    pub status: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Receiver goodput, Mbit/s.
+    pub goodput_mbit: Option<f64>,
+    /// Bytes the receiver got.
+    pub delivered_bytes: Option<u64>,
+    /// Bytes both ends transmitted on eth0 during the cell.
+    pub wire_bytes: Option<u64>,
+    /// wire_bytes / delivered_bytes.
+    pub wire_per_goodput: Option<f64>,
+    /// CPU seconds (tunnel processes + both iperf3).
+    pub cpu_s: Option<f64>,
+    /// Sender's TCP retransmissions (outer TCP for plain TCP, inner otherwise).
+    pub retransmits: Option<u64>,
+    /// iperf3 seconds.
+    pub secs: u64,
+}
+
+impl CompareRow {
+    fn failed(system: System, spec: &PathSpec, secs: u64, reason: String) -> CompareRow {
+        CompareRow {
+            system: system.name().to_string(),
+            loss_pct: spec.loss_pct,
+            rtt_ms: spec.rtt_ms,
+            rate_mbit: spec.rate_mbit.unwrap_or(0.0),
+            status: "failed".into(),
+            reason: Some(reason),
+            goodput_mbit: None,
+            delivered_bytes: None,
+            wire_bytes: None,
+            wire_per_goodput: None,
+            cpu_s: None,
+            retransmits: None,
+            secs,
+        }
+    }
+
+    /// The line printed for this cell.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "compare system={} loss={} rtt_ms={} rate_mbit={} goodput_mbit={} wire_per_goodput={} cpu_s={}",
+            self.system,
+            self.loss_pct,
+            self.rtt_ms,
+            self.rate_mbit,
+            fig(self.goodput_mbit, 2),
+            fig(self.wire_per_goodput, 3),
+            fig(self.cpu_s, 2)
+        );
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" reason={:?}", r));
+        }
+        s
+    }
+}
+
+/// What one iperf3 run measured.
+struct Measured {
+    goodput_mbit: f64,
+    delivered: u64,
+    wire: u64,
+    cpu_s: f64,
+    retransmits: Option<u64>,
+}
+
+fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<Measured> {
+    run.check_alive()?;
+    let wire0 = path.wire_tx_bytes()?;
+    let cpu0 = run.cpu_s();
+    let port = IPERF_PORT.to_string();
+    let mut server = Proc::spawn(
+        "iperf3 server",
+        &mut ns_cmd(&path.ns_a, "iperf3", &["-s", "-1", "-p", &port]),
+        &ctx.log("iperf3-s"),
+    )?;
+    if !wait_until(Duration::from_secs(5), || {
+        listening(&path.ns_a, IPERF_PORT, false)
+    }) {
+        check_interrupt()?;
+        bail!(
+            "iperf3 server not listening after 5 s: {}",
+            server.log_tail(200)
+        );
+    }
+    let client_log = ctx.log("iperf3-c");
+    let mut client = Proc::spawn(
+        "iperf3 client",
+        &mut ns_cmd(
+            &path.ns_b,
+            "iperf3",
+            &[
+                "-c",
+                &run.host,
+                "-p",
+                &run.port.to_string(),
+                "-t",
+                &secs.to_string(),
+                "-J",
+                "-C",
+                run.system.cc(),
+                "--connect-timeout",
+                "10000",
+            ],
+        ),
+        &client_log,
+    )?;
+    let (status, client_cpu) = client
+        .wait(Duration::from_secs(secs + 60))
+        .context("iperf3 client")?;
+    let server_cpu = match server.wait(Duration::from_secs(15)) {
+        Ok((_, c)) => c,
+        Err(_) => None,
+    };
+    let wire1 = path.wire_tx_bytes()?;
+    let cpu1 = run.cpu_s();
+    let text = std::fs::read_to_string(&client_log)?;
+    let json = text
+        .find('{')
+        .and_then(|i| text.rfind('}').map(|j| &text[i..=j]))
+        .ok_or_else(|| {
+            anyhow!(
+                "iperf3 ({status}) printed no JSON: {}",
+                client.log_tail(300)
+            )
+        })?;
+    let v: serde_json::Value = serde_json::from_str(json).context("iperf3 JSON")?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        bail!("iperf3: {e}");
+    }
+    if !status.success() {
+        bail!("iperf3 exited {status}");
+    }
+    let cc = v["end"]["sender_tcp_congestion"].as_str().unwrap_or("");
+    if cc != run.system.cc() {
+        bail!(
+            "iperf3 sender used congestion control {cc:?}, not {} (is tcp_{} available?)",
+            run.system.cc(),
+            run.system.cc()
+        );
+    }
+    let recv = &v["end"]["sum_received"];
+    let delivered = recv["bytes"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("iperf3 JSON has no end.sum_received.bytes"))?;
+    let bps = recv["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| anyhow!("iperf3 JSON has no end.sum_received.bits_per_second"))?;
+    run.check_alive()?;
+    Ok(Measured {
+        goodput_mbit: bps / 1e6,
+        delivered,
+        wire: wire1.saturating_sub(wire0),
+        cpu_s: (cpu1 - cpu0) + client_cpu.unwrap_or(0.0) + server_cpu.unwrap_or(0.0),
+        retransmits: v["end"]["sum_sent"]["retransmits"].as_u64(),
+    })
+}
+
+/// Runs one system on an existing path; never fails: a failure is a row.
+pub fn run_cell(system: System, path: &NetPath, ctx: &Ctx, secs: u64, ceiling: &str) -> CompareRow {
+    let spec = path.spec;
+    let res = systems::start(system, path, ctx, IPERF_PORT, ceiling)
+        .and_then(|mut r| iperf(path, &mut r, ctx, secs));
+    match res {
+        Ok(m) => CompareRow {
+            system: system.name().to_string(),
+            loss_pct: spec.loss_pct,
+            rtt_ms: spec.rtt_ms,
+            rate_mbit: spec.rate_mbit.unwrap_or(0.0),
+            status: "ok".into(),
+            reason: None,
+            goodput_mbit: Some(m.goodput_mbit),
+            delivered_bytes: Some(m.delivered),
+            wire_bytes: Some(m.wire),
+            wire_per_goodput: (m.delivered > 0).then(|| m.wire as f64 / m.delivered as f64),
+            cpu_s: Some(m.cpu_s),
+            retransmits: m.retransmits,
+            secs,
+        },
+        Err(e) => CompareRow::failed(system, &spec, secs, format!("{e:#}")),
+    }
+}
+
+/// Runs `systems` one after another on one path per loss rate.
+pub fn sweep(
+    losses: &[f64],
+    rtt_ms: f64,
+    rate_mbit: Option<f64>,
+    ceiling: &str,
+    systems: &[System],
+    secs: u64,
+    ctx: &Ctx,
+    mut each: impl FnMut(&CompareRow),
+) -> Result<Vec<CompareRow>> {
+    let mut rows = Vec::new();
+    for &loss in losses {
+        check_interrupt()?;
+        let spec = PathSpec {
+            loss_pct: loss,
+            rtt_ms,
+            rate_mbit,
+        };
+        let path = match NetPath::up(spec) {
+            Ok(p) => p,
+            Err(e) => {
+                for &s in systems {
+                    let row = CompareRow::failed(s, &spec, secs, format!("path: {e:#}"));
+                    each(&row);
+                    rows.push(row);
+                }
+                continue;
+            }
+        };
+        for &s in systems {
+            check_interrupt()?;
+            let row = run_cell(s, &path, ctx, secs, ceiling);
+            check_interrupt()?;
+            each(&row);
+            rows.push(row);
+        }
+        drop(path);
+    }
+    Ok(rows)
+}
+
+fn progress(n: u64) -> ProgressBar {
+    let pb = ProgressBar::new(n);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} cells, {elapsed} elapsed, ~{eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+#[derive(Serialize)]
+struct CompareFile<'a> {
+    scenario: &'static str,
+    machine: Machine,
+    counting: &'static str,
+    rows: &'a [CompareRow],
+}
+
+/// What the JSON says is counted.
+pub const COUNTING: &str = "goodput: iperf3 receiver bytes (end.sum_received) over its time, client in NAME-b sending to server in NAME-a; wire bytes: tx bytes of both ends' eth0 (Ethernet frames, before the impairer's loss) during the cell, both directions; cpu_s: user+sys of the tunnel processes at both ends plus both iperf3 processes (/proc/PID/stat), softirq work and the impairer not counted";
+
+/// `tgp-bench compare`.
+pub fn run(args: &CompareArgs) -> Result<()> {
+    let machine = Machine::here();
+    let rtt_ms = parse_ms(&args.rtt)?;
+    let rate_mbit = parse_mbit(&args.rate)?;
+    let systems = parse_systems(&args.systems, &TCP_SYSTEMS)?;
+    if args.secs == 0 || args.secs > 600 {
+        bail!("--secs must be 1..=600");
+    }
+    let ctx = Ctx::new(args.keep_logs)?;
+    let pb = progress((args.loss.len() * systems.len()) as u64);
+    let rows = sweep(
+        &args.loss,
+        rtt_ms,
+        Some(rate_mbit),
+        &args.rate,
+        &systems,
+        args.secs,
+        &ctx,
+        |row| {
+            pb.suspend(|| println!("{}", row.line()));
+            pb.inc(1);
+        },
+    )?;
+    pb.finish_and_clear();
+    let file = CompareFile {
+        scenario: "compare",
+        machine,
+        counting: COUNTING,
+        rows: &rows,
+    };
+    if let Some(j) = &args.json {
+        results::write_json(j, &file)?;
+    }
+    if !args.no_results {
+        let dir = results::new_dir(args.out.as_deref(), &format!("compare-rtt{rtt_ms}"))?;
+        results::write_json(&dir.join("compare.json"), &file)?;
+        results::write_csv(&dir.join("compare.csv"), &rows)?;
+        let svg = dir.join("goodput.svg");
+        crate::plot::goodput(&svg, &rows, rtt_ms, rate_mbit)?;
+        let latest = results::results_root(args.out.as_deref())
+            .join(format!("latest-compare-rtt{rtt_ms}.svg"));
+        std::fs::copy(&svg, &latest)?;
+        eprintln!(
+            "results in {} (plot also at {})",
+            dir.display(),
+            latest.display()
+        );
+    }
+    if ctx.keep {
+        eprintln!("logs kept in {}", ctx.dir.display());
+    }
+    Ok(())
+}
+
+/// Options of `tgp-bench cpu`.
+#[derive(Args, Debug)]
+pub struct CpuArgs {
+    /// Seconds of iperf3 per system.
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    /// tgp's rate_ceiling on this unimpaired path.
+    #[arg(long, default_value = "10gbit")]
+    pub ceiling: String,
+    /// Also write every figure to this JSON file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the scratch directory with the tunnels' logs.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+/// `tgp-bench cpu`: goodput through tgp and wireguard-go (plain TCP as the
+/// reference) on a path with no loss, delay or rate limit.
+pub fn cpu(args: &CpuArgs) -> Result<()> {
+    let machine = Machine::here();
+    let ctx = Ctx::new(args.keep_logs)?;
+    let systems = [System::TcpCubic, System::TgpCubic, System::WireguardGo];
+    let rows = sweep(
+        &[0.0],
+        0.0,
+        None,
+        &args.ceiling,
+        &systems,
+        args.secs,
+        &ctx,
+        |row| {
+            let per = match (row.goodput_mbit, row.cpu_s) {
+                (Some(g), Some(c)) if c > 0.0 => Some(g * row.secs as f64 / c),
+                _ => None,
+            };
+            let mut line = format!(
+                "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={}",
+                row.system,
+                fig(row.goodput_mbit, 1),
+                fig(row.cpu_s, 2),
+                fig(per, 1)
+            );
+            if let Some(r) = &row.reason {
+                line.push_str(&format!(" reason={r:?}"));
+            }
+            println!("{line}");
+        },
+    )?;
+    if let Some(j) = &args.json {
+        results::write_json(
+            j,
+            &CompareFile {
+                scenario: "cpu",
+                machine,
+                counting: COUNTING,
+                rows: &rows,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Options of `tgp-bench demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Seconds of iperf3 per system.
+    #[arg(long, default_value_t = 12)]
+    pub secs: u64,
+}
+
+/// `tgp-bench demo`: plain TCP beside TCP through tgp at 10 % loss, 100 ms,
+/// 20 Mbit/s.
+pub fn demo(args: &DemoArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut missing = Vec::new();
+    for p in ["ip", "iperf3", "ss", "ping", "sysctl"] {
+        if !crate::paths::have(p) {
+            missing.push(p);
+        }
+    }
+    if !missing.is_empty() {
+        bail!("missing {missing:?}: run scripts/setup");
+    }
+    crate::paths::workspace_bin("TGP_BIN", "tgp")?;
+    let (loss, rtt, rate) = (10.0, 100.0, 20.0);
+    println!(
+        "demo: {loss}% loss each way, {rtt} ms round trip, {rate} Mbit/s; iperf3 for {} s per system",
+        args.secs
+    );
+    let ctx = Ctx::new(false)?;
+    let rows = sweep(
+        &[loss],
+        rtt,
+        Some(rate),
+        "20mbit",
+        &[System::TcpCubic, System::TgpCubic],
+        args.secs,
+        &ctx,
+        |row| println!("{}", row.line()),
+    )?;
+    let limit = (1.0 - loss / 100.0) * rate;
+    let g = |name: &str| {
+        rows.iter()
+            .find(|r| r.system == name)
+            .and_then(|r| r.goodput_mbit)
+    };
+    println!();
+    println!(
+        "plain TCP (cubic):        {} Mbit/s",
+        fig(g("tcp-cubic"), 2)
+    );
+    println!(
+        "TCP (cubic) through tgp:  {} Mbit/s",
+        fig(g("tgp-cubic"), 2)
+    );
+    println!("(1 - p) x rate limit:     {limit:.2} Mbit/s");
+    match (g("tcp-cubic"), g("tgp-cubic")) {
+        (Some(a), Some(b)) if a > 0.0 => println!(
+            "tgp / plain TCP:          {:.1}x; tgp reaches {:.0}% of the limit",
+            b / a,
+            100.0 * b / limit
+        ),
+        _ => println!("tgp / plain TCP:          n/a (a run failed, see above)"),
+    }
+    println!("({:.0} s)", started.elapsed().as_secs_f64());
+    if rows.iter().any(|r| r.status != "ok") {
+        bail!("a demo run failed");
+    }
+    Ok(())
+}
