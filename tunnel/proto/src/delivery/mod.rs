@@ -449,6 +449,7 @@ pub struct DataPlane {
     out_resolved: RangeSet,
     out_known_point: u64,
     confirm_due: bool,
+    last_confirm_sent_at: Option<Timestamp>,
     abandon_pending: RangeSet,
 
     // --- receiving side ---
@@ -564,6 +565,7 @@ impl DataPlane {
             out_resolved: RangeSet::new(),
             out_known_point: 0,
             confirm_due: false,
+            last_confirm_sent_at: None,
             abandon_pending: RangeSet::new(),
             in_record: DirectionRecord::default(),
             in_resolved: RangeSet::new(),
@@ -1674,6 +1676,14 @@ impl DataPlane {
             .max(Duration::from_millis(1))
     }
 
+    /// A confirmation alone in a packet goes at most once per half round
+    /// trip: the peer floods receipts until it hears one, and answering
+    /// each of them would double the chatter.
+    fn standalone_confirm_allowed(&self, now: Timestamp) -> bool {
+        self.last_confirm_sent_at
+            .is_none_or(|at| now - at >= self.rate.smoothed_rtt() / 2)
+    }
+
     fn abandon_due(&self) -> bool {
         !self.abandon_pending.is_empty()
     }
@@ -1742,6 +1752,7 @@ impl DataPlane {
             }
             .encode(&mut self.body);
             self.confirm_due = false;
+            self.last_confirm_sent_at = Some(now);
         }
         let used = self.body.len() - start;
         if self.abandon_due() && room.saturating_sub(used) > 24 {
@@ -1778,6 +1789,7 @@ impl DataPlane {
             let control_due = self.receipt_due(now)
                 || (self.confirm_due
                     && self.largest_received.is_some()
+                    && self.standalone_confirm_allowed(now)
                     && !self.wants_to_send_paced())
                 || (self.abandon_due()
                     && self
@@ -1881,6 +1893,12 @@ impl DataPlane {
                 self.last_receipt_sent_at
                     .map_or(self.last_sent_at, |at| at + self.flood_interval())
                     .max(self.next_send_at),
+            );
+        }
+        if self.confirm_due && self.largest_received.is_some() && !self.wants_to_send_paced() {
+            consider(
+                self.last_confirm_sent_at
+                    .map_or(self.last_heard_at, |at| at + self.rate.smoothed_rtt() / 2),
             );
         }
         consider(self.last_sent_at + self.config.keepalive_interval);
