@@ -117,11 +117,11 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
         }
     }
     if !skip("share") {
-        let (tgp, reno) = share(args);
-        println!(
-            "sim share tgp_fraction={:.3} newreno_fraction={:.3}",
-            tgp, reno
-        );
+        let (tgp, reno) = share(args, true);
+        println!("sim share tgp_fraction={tgp:.3} newreno_fraction={reno:.3}");
+        // For scale: what the NewReno flow achieves alone on that link.
+        let (_, alone) = share(args, false);
+        println!("sim share newreno_alone_capacity_fraction={alone:.3}");
     }
     eprintln!("# total wall time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -244,14 +244,20 @@ fn deadline(args: &SimArgs, loss: f64) -> (f64, f64) {
     (on_time, wire)
 }
 
-fn share(args: &SimArgs) -> (f64, f64) {
+/// One tgp transfer and one NewReno flow through one bottleneck (no random
+/// loss). Returns their shares of the goodput after a warm-up; without
+/// tgp, returns NewReno's goodput as a fraction of the link rate.
+fn share(args: &SimArgs, with_tgp: bool) -> (f64, f64) {
     let mut sim = Simulation::new(args.seed);
     let (ka, kb) = keys();
     let config = DataPlaneConfig::default();
     let plane = DataPlane::new(Timestamp::ZERO, ka, config.clone());
     let segment = plane.max_segment_size();
-    let tgp_sender =
-        DataPlaneNode::new(plane, addr(2)).with_bulk(BulkSource::new(1, u64::MAX / 2, segment));
+    let tgp_sender = DataPlaneNode::new(plane, addr(2)).with_bulk(BulkSource::new(
+        1,
+        if with_tgp { u64::MAX / 2 } else { 0 },
+        segment,
+    ));
     let tgp_receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
     let reno_sender = RenoSender::new(addr(4), Timestamp::ZERO);
     let reno_receiver = RenoReceiver::new(addr(3));
@@ -276,6 +282,10 @@ fn share(args: &SimArgs) -> (f64, f64) {
     let tgp = (sim.node::<DataPlaneNode>(b).report.reliable_bytes - tgp_start) as f64;
     let reno =
         ((sim.node::<RenoReceiver>(d).delivered_packets - reno_start) * PAYLOAD_BYTES) as f64;
+    if !with_tgp {
+        let measured = (args.share_seconds as f64 - warm_up.as_secs_f64()).max(1.0);
+        return (0.0, reno * 8.0 / measured / LINK_BITS_PER_SECOND as f64);
+    }
     let total = (tgp + reno).max(1.0);
     (tgp / total, reno / total)
 }
