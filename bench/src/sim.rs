@@ -238,6 +238,23 @@ fn deadline(args: &SimArgs, loss: f64) -> (f64, f64) {
     )));
     let sender = sim.node::<DataPlaneNode>(a);
     let receiver = sim.node::<DataPlaneNode>(b);
+    if args.verbose {
+        let late: Vec<u64> = receiver
+            .report
+            .deadline_latencies_micros
+            .iter()
+            .copied()
+            .filter(|&l| l > 50_000)
+            .collect();
+        eprintln!(
+            "deadline loss={loss}: offered {count}, delivered {}, on time {}, late {:?}\nsender {:#?}\nreceiver {:#?}",
+            receiver.report.deadline_segments,
+            receiver.report.deadline_on_time,
+            late,
+            sender.plane.stats(),
+            receiver.plane.stats()
+        );
+    }
     let on_time = receiver.report.deadline_on_time as f64 / count as f64;
     let wire =
         sender.plane.stats().bytes_sent as f64 / receiver.report.deadline_bytes.max(1) as f64;

@@ -1814,7 +1814,10 @@ impl DataPlane {
         debug_assert_eq!(sealed_number, packet_number);
         let size = buffer.len();
         self.cumulative_sent += size as u64;
-        let app_limited = !self.wants_to_send_paced();
+        // Short of data: nothing waits in the send queues (a few pending
+        // repair symbols do not make a sender busy). Rate samples taken
+        // then may raise the estimate but never lower it.
+        let app_limited = self.deadline_queue.is_empty() && self.reliable_queue.is_empty();
         self.sent.push_back((
             packet_number,
             SentPacket {
