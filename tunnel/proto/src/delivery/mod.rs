@@ -169,7 +169,8 @@ pub struct DataPlaneConfig {
     /// Loss assumed for deadline traffic before any is measured, and as a
     /// floor.
     pub deadline_loss_floor: f64,
-    /// Highest loss the anti-amplification cap honours (0..1).
+    /// Highest loss the redundancy and the anti-amplification cap honour
+    /// (0..1; values above 0.99 count as 0.99).
     pub max_loss: f64,
     /// Queueing delay above the minimum RTT that counts as congestion.
     pub queue_delay_target: Duration,
@@ -1349,7 +1350,10 @@ impl DataPlane {
             (self.rate.bottleneck_bytes_per_second() * 8.0) as u64;
         self.stats.min_rtt = self.rate.min_rtt();
         self.stats.smoothed_rtt = self.rate.smoothed_rtt();
-        let p = self.peer_loss.unwrap_or(0.0).min(self.config.max_loss);
+        let p = self
+            .peer_loss
+            .unwrap_or(0.0)
+            .min(self.config.max_loss.clamp(0.0, 0.99));
         self.stats.redundancy = p / (1.0 - p);
     }
 
@@ -1409,7 +1413,7 @@ impl DataPlane {
     fn outbound_loss(&self) -> Option<f64> {
         self.peer_loss
             .or(self.loss_estimate)
-            .map(|p| p.min(self.config.max_loss))
+            .map(|p| p.min(self.config.max_loss.clamp(0.0, 0.99)))
     }
 
     fn group_size_for(&self, deadline: bool) -> usize {
@@ -1437,7 +1441,7 @@ impl DataPlane {
                 // deadline group cannot wait for a second chance.
                 Some(p) => (p * 1.3 + 0.01).max(self.config.deadline_loss_floor),
             }
-            .min(self.config.max_loss);
+            .min(self.config.max_loss.clamp(0.0, 0.99));
             repairs_for_residual(k, p, self.config.deadline_residual_target, 255 - k) as u32
         } else {
             // Sent symbols needed on average for k to arrive, and the
@@ -1670,7 +1674,11 @@ impl DataPlane {
     /// them: often enough that about four arrive per round trip despite
     /// the loss the peer measures on our packets.
     fn flood_interval(&self) -> Duration {
-        let arrive = 1.0 - self.stats.loss_outbound.min(self.config.max_loss);
+        let arrive = 1.0
+            - self
+                .stats
+                .loss_outbound
+                .min(self.config.max_loss.clamp(0.0, 0.99));
         (self.rate.smoothed_rtt() / 4)
             .mul_f64(arrive)
             .max(Duration::from_millis(1))

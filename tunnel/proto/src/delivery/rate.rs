@@ -288,7 +288,7 @@ impl RateController {
             .iter()
             .map(|&(_, r)| r)
             .reduce(f64::max)?;
-        let loss = self.peer_loss.min(self.config.max_loss);
+        let loss = self.peer_loss.min(self.config.max_loss.clamp(0.0, 0.99));
         Some(arrived / (1.0 - loss) * 1.5)
     }
 
