@@ -309,17 +309,32 @@ pub fn run_cell(system: System, path: &NetPath, ctx: &Ctx, secs: u64, ceiling: &
     }
 }
 
-/// Runs `systems` one after another on one path per loss rate.
-pub fn sweep(
-    losses: &[f64],
-    rtt_ms: f64,
-    rate_mbit: Option<f64>,
-    ceiling: &str,
-    systems: &[System],
-    secs: u64,
-    ctx: &Ctx,
-    mut each: impl FnMut(&CompareRow),
-) -> Result<Vec<CompareRow>> {
+/// A sweep: `systems` one after another on one path per loss rate.
+pub struct Sweep<'a> {
+    /// Loss rates, percent.
+    pub losses: &'a [f64],
+    /// Round-trip time, ms.
+    pub rtt_ms: f64,
+    /// Link rate, Mbit/s (None: no rate stage).
+    pub rate_mbit: Option<f64>,
+    /// tgp's rate_ceiling.
+    pub ceiling: &'a str,
+    /// Systems, in order.
+    pub systems: &'a [System],
+    /// iperf3 seconds per cell.
+    pub secs: u64,
+}
+
+/// Runs a sweep; `each` sees every row as it is measured.
+pub fn sweep(sw: &Sweep, ctx: &Ctx, mut each: impl FnMut(&CompareRow)) -> Result<Vec<CompareRow>> {
+    let Sweep {
+        losses,
+        rtt_ms,
+        rate_mbit,
+        ceiling,
+        systems,
+        secs,
+    } = *sw;
     let mut rows = Vec::new();
     for &loss in losses {
         check_interrupt()?;
@@ -382,19 +397,18 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
     let ctx = Ctx::new(args.keep_logs)?;
     let pb = progress((args.loss.len() * systems.len()) as u64);
-    let rows = sweep(
-        &args.loss,
+    let sw = Sweep {
+        losses: &args.loss,
         rtt_ms,
-        Some(rate_mbit),
-        &args.rate,
-        &systems,
-        args.secs,
-        &ctx,
-        |row| {
-            pb.suspend(|| println!("{}", row.line()));
-            pb.inc(1);
-        },
-    )?;
+        rate_mbit: Some(rate_mbit),
+        ceiling: &args.rate,
+        systems: &systems,
+        secs: args.secs,
+    };
+    let rows = sweep(&sw, &ctx, |row| {
+        pb.suspend(|| println!("{}", row.line()));
+        pb.inc(1);
+    })?;
     pb.finish_and_clear();
     let file = CompareFile {
         scenario: "compare",
@@ -449,32 +463,31 @@ pub fn cpu(args: &CpuArgs) -> Result<()> {
     let machine = Machine::here();
     let ctx = Ctx::new(args.keep_logs)?;
     let systems = [System::TcpCubic, System::TgpCubic, System::WireguardGo];
-    let rows = sweep(
-        &[0.0],
-        0.0,
-        None,
-        &args.ceiling,
-        &systems,
-        args.secs,
-        &ctx,
-        |row| {
-            let per = match (row.goodput_mbit, row.cpu_s) {
-                (Some(g), Some(c)) if c > 0.0 => Some(g * row.secs as f64 / c),
-                _ => None,
-            };
-            let mut line = format!(
-                "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={}",
-                row.system,
-                fig(row.goodput_mbit, 1),
-                fig(row.cpu_s, 2),
-                fig(per, 1)
-            );
-            if let Some(r) = &row.reason {
-                line.push_str(&format!(" reason={r:?}"));
-            }
-            println!("{line}");
-        },
-    )?;
+    let sw = Sweep {
+        losses: &[0.0],
+        rtt_ms: 0.0,
+        rate_mbit: None,
+        ceiling: &args.ceiling,
+        systems: &systems,
+        secs: args.secs,
+    };
+    let rows = sweep(&sw, &ctx, |row| {
+        let per = match (row.goodput_mbit, row.cpu_s) {
+            (Some(g), Some(c)) if c > 0.0 => Some(g * row.secs as f64 / c),
+            _ => None,
+        };
+        let mut line = format!(
+            "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={}",
+            row.system,
+            fig(row.goodput_mbit, 1),
+            fig(row.cpu_s, 2),
+            fig(per, 1)
+        );
+        if let Some(r) = &row.reason {
+            line.push_str(&format!(" reason={r:?}"));
+        }
+        println!("{line}");
+    })?;
     if let Some(j) = &args.json {
         results::write_json(
             j,
@@ -517,16 +530,15 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         args.secs
     );
     let ctx = Ctx::new(false)?;
-    let rows = sweep(
-        &[loss],
-        rtt,
-        Some(rate),
-        "20mbit",
-        &[System::TcpCubic, System::TgpCubic],
-        args.secs,
-        &ctx,
-        |row| println!("{}", row.line()),
-    )?;
+    let sw = Sweep {
+        losses: &[loss],
+        rtt_ms: rtt,
+        rate_mbit: Some(rate),
+        ceiling: "20mbit",
+        systems: &[System::TcpCubic, System::TgpCubic],
+        secs: args.secs,
+    };
+    let rows = sweep(&sw, &ctx, |row| println!("{}", row.line()))?;
     let limit = (1.0 - loss / 100.0) * rate;
     let g = |name: &str| {
         rows.iter()

@@ -4,6 +4,8 @@
 //! an impaired path between network namespaces (netem/link).
 
 mod compare;
+mod game;
+mod latency;
 mod newreno;
 mod paths;
 mod plot;
@@ -33,6 +35,23 @@ enum Command {
     Cpu(compare::CpuArgs),
     /// Plain TCP beside TCP through tgp at 10 % loss, 100 ms, 20 Mbit/s.
     Demo(compare::DemoArgs),
+    /// Short exchanges (new TCP connection, 1 KB request, 1 KB response) per
+    /// system: p50/p99/max time.
+    Latency(latency::LatencyArgs),
+    /// A 60 Hz stream of 100-byte UDP datagrams, raw and through tgp.
+    Game(game::GameArgs),
+    /// Helper: request/response server (runs in a namespace).
+    #[command(hide = true)]
+    RrServer(latency::ServerArgs),
+    /// Helper: request/response client.
+    #[command(hide = true)]
+    RrClient(latency::ClientArgs),
+    /// Helper: game stream sender.
+    #[command(hide = true)]
+    GameSend(game::SendArgs),
+    /// Helper: game stream receiver.
+    #[command(hide = true)]
+    GameRecv(game::RecvArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +60,12 @@ fn main() -> anyhow::Result<()> {
         Command::Compare(args) => real(|| compare::run(&args)),
         Command::Cpu(args) => real(|| compare::cpu(&args)),
         Command::Demo(args) => real(|| compare::demo(&args)),
+        Command::Latency(args) => real(|| latency::run(&args)),
+        Command::Game(args) => real(|| game::run(&args)),
+        Command::RrServer(args) => latency::server(&args),
+        Command::RrClient(args) => latency::client(&args),
+        Command::GameSend(args) => game::send(&args),
+        Command::GameRecv(args) => game::recv(&args),
     }
 }
 
