@@ -473,3 +473,38 @@ fn unknown_identity_gets_no_session_and_replayed_handshakes_start_nothing() {
     assert!(server_node.endpoint.drops().stale_handshake > 0);
     assert_eq!(sim.node::<EndpointNode>(client).sessions_up().len(), 1);
 }
+
+/// A node that sends a 60 Hz stream of 100-byte deadline datagrams for a
+/// while, then goes quiet; the session must stay alive afterwards.
+#[test]
+fn session_stays_alive_after_a_deadline_stream_under_loss() {
+    let config = EndpointConfig::default();
+    let (mut sim, client, server) = client_and_server(&config, lossy(0.10), 0, 0);
+    sim.run_until(Timestamp::from_duration(Duration::from_secs(1)));
+    let start = sim.now();
+    let mut next = start;
+    for sequence in 0u32..300 {
+        sim.run_until(next);
+        let mut packet = vec![0u8; 100];
+        packet[..4].copy_from_slice(&sequence.to_be_bytes());
+        let node = sim.node_mut::<EndpointNode>(client);
+        let class = DeliveryClass::Deadline(Duration::from_millis(50));
+        let _ = node.endpoint.send_packet(next, 0, 2, class, &packet);
+        next += Duration::from_micros(16_667);
+    }
+    sim.run_for(Duration::from_secs(45));
+    let received = sim.node::<EndpointNode>(server).received.len();
+    let events = &sim.node::<EndpointNode>(client).events;
+    let silent = events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::SessionDown { reason: DownReason::PeerSilent, .. }));
+    let client_stats = sim.node::<EndpointNode>(client).endpoint.peer_status(0).unwrap();
+    let server_stats = sim.node::<EndpointNode>(server).endpoint.peer_status(0).unwrap();
+    println!(
+        "deadline stream: {received}/300 delivered; client sent {} datagrams, server sent {}",
+        client_stats.data.as_ref().map_or(0, |d| d.datagrams_sent),
+        server_stats.data.as_ref().map_or(0, |d| d.datagrams_sent),
+    );
+    assert!(received >= 270, "only {received} of 300 deadline datagrams arrived");
+    assert!(!silent, "the session went silent after the stream: {events:?}");
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Socket helpers for the namespace tests of the tgp tunnel.
+
+Every command is bounded in time and prints one line of results.
+
+  tools.py tcp-sink PORT TIMEOUT              receive one TCP stream; print "bytes=N sha256=H"
+  tools.py tcp-source HOST PORT FILE TIMEOUT  send FILE over TCP
+  tools.py udp-sink PORT SECONDS DEADLINE_MS  count timestamped datagrams; print on-time share
+  tools.py udp-source HOST PORT SECONDS HZ    send 100-byte timestamped datagrams at HZ
+  tools.py sniff IFACE PORT COUNT TIMEOUT OUT capture UDP payloads to/from PORT (AF_PACKET)
+  tools.py replay HOST PORT FILE SOURCE_IP    send captured payloads from SOURCE_IP
+"""
+
+import hashlib
+import json
+import socket
+import struct
+import sys
+import time
+
+
+def tcp_sink(port, timeout):
+    server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    server.bind(("::", port))
+    server.listen(1)
+    server.settimeout(timeout)
+    connection, _ = server.accept()
+    connection.settimeout(timeout)
+    digest = hashlib.sha256()
+    total = 0
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            break
+        digest.update(chunk)
+        total += len(chunk)
+    print(f"bytes={total} sha256={digest.hexdigest()}", flush=True)
+
+
+def tcp_source(host, port, path, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = socket.create_connection((host, port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    connection.settimeout(timeout)
+    start = time.monotonic()
+    with open(path, "rb") as source:
+        while True:
+            chunk = source.read(1 << 16)
+            if not chunk:
+                break
+            connection.sendall(chunk)
+    connection.shutdown(socket.SHUT_WR)
+    # Wait for the sink to close, so the time covers delivery.
+    while connection.recv(1 << 16):
+        pass
+    print(f"seconds={time.monotonic() - start:.2f}", flush=True)
+
+
+def udp_sink(port, seconds, deadline_ms):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    sock.settimeout(0.5)
+    seen = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data, _ = sock.recvfrom(2048)
+        except socket.timeout:
+            continue
+        if len(data) < 16:
+            continue
+        sequence, sent = struct.unpack("!Qd", data[:16])
+        latency_ms = (time.time() - sent) * 1000.0
+        if sequence not in seen:
+            seen[sequence] = latency_ms
+    total = max(seen) + 1 if seen else 0
+    on_time = sum(1 for latency in seen.values() if latency <= deadline_ms)
+    latencies = sorted(seen.values())
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
+    share = on_time / total if total else 0.0
+    print(f"sent~={total} received={len(seen)} on_time={share:.4f} p99_ms={p99:.1f}", flush=True)
+
+
+def udp_source(host, port, seconds, hz):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    interval = 1.0 / hz
+    count = int(seconds * hz)
+    start = time.monotonic()
+    for sequence in range(count):
+        target = start + sequence * interval
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        payload = struct.pack("!Qd", sequence, time.time()).ljust(100, b"\0")
+        try:
+            sock.sendto(payload, (host, port))
+        except OSError:
+            pass
+    print(f"sent={count}", flush=True)
+
+
+def sniff(interface, port, count, timeout, out):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    sock.bind((interface, 0x0800))
+    sock.settimeout(1.0)
+    payloads = []
+    end = time.monotonic() + timeout
+    while len(payloads) < count and time.monotonic() < end:
+        try:
+            packet = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if len(packet) < 28 or packet[9] != 17:
+            continue
+        header = (packet[0] & 0x0F) * 4
+        source_port, destination_port = struct.unpack("!HH", packet[header : header + 4])
+        if port in (source_port, destination_port):
+            payloads.append(packet[header + 8 :].hex())
+    with open(out, "w") as f:
+        json.dump(payloads, f)
+    print(f"captured={len(payloads)}", flush=True)
+
+
+def replay(host, port, path, source_ip):
+    with open(path) as f:
+        payloads = [bytes.fromhex(p) for p in json.load(f)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source_ip, 0))
+    for payload in payloads:
+        sock.sendto(payload, (host, port))
+        time.sleep(0.001)
+    print(f"replayed={len(payloads)}", flush=True)
+
+
+def main():
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "tcp-sink":
+        tcp_sink(int(args[0]), float(args[1]))
+    elif command == "tcp-source":
+        tcp_source(args[0], int(args[1]), args[2], float(args[3]))
+    elif command == "udp-sink":
+        udp_sink(int(args[0]), float(args[1]), float(args[2]))
+    elif command == "udp-source":
+        udp_source(args[0], int(args[1]), float(args[2]), float(args[3]))
+    elif command == "sniff":
+        sniff(args[0], int(args[1]), int(args[2]), float(args[3]), args[4])
+    elif command == "replay":
+        replay(args[0], int(args[1]), args[2], args[3])
+    else:
+        sys.exit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
