@@ -16,6 +16,8 @@
 //! listen_port = 51900                    # optional: a client may omit it
 //! private_key_file = "/etc/tgp/private.key"   # relative to this file
 //! rate_ceiling = "20mbit"
+//! log_level = "info"                     # optional: error, warn, info, debug, trace
+//!                                        # (RUST_LOG, when set, wins)
 //!
 //! [[peer]]
 //! public_key = "base64 of 32 bytes"
@@ -128,7 +130,13 @@ pub struct Interface {
     pub private_key_file: PathBuf,
     /// Never send faster than this.
     pub rate_ceiling: BitsPerSecond,
+    /// Log level (`error`, `warn`, `info`, `debug` or `trace`); `RUST_LOG`
+    /// overrides it.
+    pub log_level: String,
 }
+
+/// Log levels `interface.log_level` accepts.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// One `[[peer]]` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +230,7 @@ struct RawInterface {
     listen_port: Option<Spanned<u16>>,
     private_key_file: Text,
     rate_ceiling: Text,
+    log_level: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -469,6 +478,23 @@ impl Validator<'_> {
             BitsPerSecond(0)
         });
 
+        let log_level = match &raw.log_level {
+            Some(level) if !LOG_LEVELS.contains(&level.get_ref().as_str()) => {
+                self.error(
+                    "interface.log_level",
+                    level.span().start,
+                    format!(
+                        "{:?} is not a log level; use one of {}",
+                        level.get_ref(),
+                        LOG_LEVELS.join(", ")
+                    ),
+                );
+                String::new()
+            }
+            Some(level) => level.get_ref().clone(),
+            None => "info".to_string(),
+        };
+
         (self.errors.len() == errors_before).then_some(Interface {
             name,
             addresses,
@@ -476,6 +502,7 @@ impl Validator<'_> {
             listen_port,
             private_key_file,
             rate_ceiling,
+            log_level,
         })
     }
 

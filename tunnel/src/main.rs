@@ -222,13 +222,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn up(path: &Path) -> Result<()> {
+    let config = Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.interface.log_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?;
     let identity =
         keys::read_private_key_file(&config.interface.private_key_file).with_context(|| {
             format!(

@@ -331,3 +331,20 @@ fn several_errors_display_as_a_list() {
     );
     assert!(shown.contains("\n  peer[0].class[0].deadline: "), "{shown}");
 }
+
+#[test]
+fn log_level_defaults_to_info_and_rejects_unknown_levels() {
+    let c = Config::from_toml_str(GOOD, Path::new("/etc/tgp")).unwrap();
+    assert_eq!(c.interface.log_level, "info");
+    let bad = GOOD.replace(
+        "rate_ceiling = \"20mbit\"",
+        "rate_ceiling = \"20mbit\"\nlog_level = \"chatty\"",
+    );
+    let shown = Config::from_toml_str(&bad, Path::new("/etc/tgp"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shown.contains("interface.log_level: \"chatty\" is not a log level"),
+        "{shown}"
+    );
+}
