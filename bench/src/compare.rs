@@ -10,7 +10,8 @@
 //!   (kernel interface counters: Ethernet frames with headers, counted
 //!   before the impairer drops any), i.e. data, ACKs, receipts, repair,
 //!   keepalives and iperf3's control connection, both directions.
-//!   `wire_per_goodput` = wire bytes / bytes delivered.
+//!   `wire_per_goodput` = wire bytes / bytes delivered (`inf` when nothing
+//!   was delivered; null in the JSON, with `delivered_bytes` 0).
 //! - cpu_s: user+system CPU seconds of the tunnel's processes at both ends
 //!   (tgp, kcptun client+server, wireguard-go) plus both iperf3 processes,
 //!   from /proc/PID/stat. Kernel work done in softirq context (the kernel
@@ -173,7 +174,11 @@ impl CompareRow {
             self.rtt_ms,
             self.rate_mbit,
             fig(self.goodput_mbit, 2),
-            fig(self.wire_per_goodput, 3),
+            match (self.wire_per_goodput, self.status.as_str()) {
+                // Nothing delivered: every wire byte was spent for nothing.
+                (None, "ok") => "inf".to_string(),
+                (w, _) => fig(w, 3),
+            },
             fig(self.cpu_s, 2)
         );
         if let Some(r) = &self.reason {
