@@ -121,7 +121,7 @@ fn replayed_transcript_does_not_establish_a_new_session() {
         let alice = identity(10);
         let bob = identity(11);
         let mut rng = ChaCha20Rng::seed_from_u64(999);
-        let b = Handshake::new(
+        Handshake::new(
             Timestamp::ZERO,
             TEST_UNIX_TIME_MS + 5_000,
             bob,
@@ -129,8 +129,7 @@ fn replayed_transcript_does_not_establish_a_new_session() {
             config.clone(),
             &mut rng,
         )
-        .unwrap();
-        b
+        .unwrap()
     };
     {
         let mut now = Timestamp::ZERO;
