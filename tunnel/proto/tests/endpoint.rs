@@ -532,7 +532,6 @@ fn session_stays_alive_after_a_deadline_stream_under_loss() {
 /// An idle session costs a few packets a second (keepalives), not a
 /// stream of receipts answering receipts.
 #[test]
-#[ignore = "known issue: receipts and confirmations ping-pong on an idle session (about 100 packets/s per side at 40 ms RTT); run with --ignored to see the figure"]
 fn idle_sessions_stay_cheap() {
     let config = EndpointConfig::default();
     let (mut sim, client, server) = client_and_server(&config, lossy(0.0), 200, 200);

@@ -1171,7 +1171,29 @@ impl DataPlane {
             || self
                 .rx_groups
                 .iter()
-                .any(|(&first, g)| !self.rx_group_prunable(first, g))
+                .any(|(&first, g)| self.rx_group_waiting(first, g))
+    }
+
+    /// Whether a receive group may still need something from the sender.
+    /// A group whose size is unknown (no repair symbol arrived, as at zero
+    /// loss) and whose known members all lie below the cumulative point is
+    /// waiting for nothing: counting it as open would flood receipts on an
+    /// idle session forever.
+    fn rx_group_waiting(&self, first: u64, group: &RxGroup) -> bool {
+        if self.rx_group_prunable(first, group) {
+            return false;
+        }
+        match group.k {
+            Some(_) => true,
+            None => {
+                let highest = group
+                    .sources
+                    .keys()
+                    .next_back()
+                    .map_or(first, |&index| first + index as u64);
+                highest >= self.in_cumulative || !group.repairs.is_empty()
+            }
+        }
     }
 
     // ------------------------------------------------------------------
