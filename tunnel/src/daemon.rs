@@ -16,7 +16,6 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tgp_adapters::{
     clamp_tcp_mss, icmp_unreachable, mss_for_mtu, parse, AllowedIps, DropCounters, DropReason,
-    IpVersion,
 };
 use tgp_proto::crypto::SigningKey;
 use tgp_proto::delivery::DataPlaneConfig;
@@ -265,7 +264,7 @@ impl Tunnel {
             Err(reason) => {
                 self.adapter_drops.record(reason);
                 if reason == DropReason::NoRoute {
-                    self.send_unreachable(packet, summary.version).await?;
+                    self.send_unreachable(packet, summary.dst).await?;
                 }
                 return Ok(());
             }
@@ -286,21 +285,12 @@ impl Tunnel {
         Ok(())
     }
 
-    /// Answers a packet with no route like a router would.
-    async fn send_unreachable(&mut self, packet: &[u8], version: IpVersion) -> Result<()> {
-        let router = self
-            .config
-            .interface
-            .addresses
-            .iter()
-            .map(|n| n.addr())
-            .find(|a| {
-                matches!(
-                    (a, version),
-                    (IpAddr::V4(_), IpVersion::V4) | (IpAddr::V6(_), IpVersion::V6)
-                )
-            });
-        if let Some(error) = router.and_then(|router| icmp_unreachable(packet, router)) {
+    /// Answers a packet with no route like a router would. The error comes
+    /// from the unreachable destination's address: the kernel drops an
+    /// ICMP error whose source is one of its own addresses (a martian), and
+    /// there is no other router on a point-to-point tunnel.
+    async fn send_unreachable(&mut self, packet: &[u8], summary_destination: IpAddr) -> Result<()> {
+        if let Some(error) = icmp_unreachable(packet, summary_destination) {
             self.icmp_errors_sent += 1;
             self.write_tun(&error).await?;
         }
