@@ -460,6 +460,12 @@ pub struct CpuArgs {
     /// Keep the scratch directory with the tunnels' logs.
     #[arg(long)]
     pub keep_logs: bool,
+    /// Results root (default: <repo>/bench/results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write no results directory.
+    #[arg(long)]
+    pub no_results: bool,
 }
 
 /// `tgp-bench cpu`: goodput through tgp and wireguard-go (plain TCP as the
@@ -493,16 +499,20 @@ pub fn cpu(args: &CpuArgs) -> Result<()> {
         }
         println!("{line}");
     })?;
+    let file = CompareFile {
+        scenario: "cpu",
+        machine,
+        counting: COUNTING,
+        rows: &rows,
+    };
     if let Some(j) = &args.json {
-        results::write_json(
-            j,
-            &CompareFile {
-                scenario: "cpu",
-                machine,
-                counting: COUNTING,
-                rows: &rows,
-            },
-        )?;
+        results::write_json(j, &file)?;
+    }
+    if !args.no_results {
+        let dir = results::new_dir(args.out.as_deref(), "cpu")?;
+        results::write_json(&dir.join("cpu.json"), &file)?;
+        results::write_csv(&dir.join("cpu.csv"), &rows)?;
+        eprintln!("results in {}", dir.display());
     }
     Ok(())
 }
