@@ -190,13 +190,16 @@ impl RateController {
         }
         let congested = self.congested();
         if let Some(rate) = sample.serviced_bytes_per_second {
-            // While a queue stands, samples may not raise the estimate;
-            // samples taken short of data may not lower it.
+            // While a queue stands, samples may not raise the estimate.
+            // A lower sample lowers it only when the path shows a standing
+            // queue: a sender short of data (an inner TCP that backed off)
+            // measures its own rate, not the path's, and random loss is not
+            // congestion either.
             let raises = rate > self.bottleneck;
             let allowed = if raises {
                 !congested
             } else {
-                !sample.app_limited
+                !sample.app_limited && congested
             };
             if allowed && rate.is_finite() && rate > 0.0 {
                 self.bandwidth_samples.push_back((now, rate));
