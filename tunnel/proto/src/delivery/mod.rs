@@ -728,6 +728,7 @@ impl DataPlane {
             self.aqm_drops = 0;
             return false;
         }
+        self.rate.on_send_backlog(now);
         let interval = Duration::from_millis(100);
         let since = *self.aqm_dropping_since.get_or_insert(now);
         if now - since < interval || now < self.aqm_next_drop {

@@ -76,6 +76,8 @@ pub struct RateController {
     min_rtt_at: Timestamp,
     smoothed_rtt: Option<Duration>,
     latest_rtt: Duration,
+    /// When a send backlog last sent the controller back to start-up.
+    last_backlog_restart: Option<Timestamp>,
     full_bandwidth: f64,
     rounds_without_growth: u32,
     round_end_packet: u64,
@@ -99,6 +101,7 @@ impl RateController {
             min_rtt_at: now,
             smoothed_rtt: None,
             latest_rtt: Duration::ZERO,
+            last_backlog_restart: None,
             full_bandwidth: 0.0,
             rounds_without_growth: 0,
             round_end_packet: 0,
@@ -133,6 +136,30 @@ impl RateController {
     /// The bottleneck estimate, bytes per second.
     pub fn bottleneck_bytes_per_second(&self) -> f64 {
         self.bottleneck
+    }
+
+    /// The send queue backs up (the queue manager is about to refuse
+    /// segments) while the path shows no standing queue and the estimate
+    /// has fallen below half the configured ceiling: this side is the
+    /// bottleneck, not the path (an inner TCP backed off while a delay
+    /// spike read as congestion, and the estimate followed it down). Search
+    /// upwards again as at start-up, at most every two seconds, instead of
+    /// creeping up one probe at a time. Without a ceiling (no statement of
+    /// the link's rate) the controller keeps probing as usual.
+    pub fn on_send_backlog(&mut self, now: Timestamp) {
+        let collapsed = self
+            .config
+            .ceiling_bits_per_second
+            .is_some_and(|ceiling| self.bottleneck * 8.0 < ceiling as f64 * 0.5);
+        let rested = self
+            .last_backlog_restart
+            .is_none_or(|at| now - at >= Duration::from_secs(2));
+        if self.mode == RateMode::ProbeBandwidth && !self.congested() && collapsed && rested {
+            self.mode = RateMode::Startup;
+            self.full_bandwidth = self.bottleneck;
+            self.rounds_without_growth = 0;
+            self.last_backlog_restart = Some(now);
+        }
     }
 
     /// Records the loss the peer measured on our packets (0..1).
