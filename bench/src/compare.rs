@@ -584,3 +584,54 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_rates_parse() {
+        assert_eq!(parse_ms("100ms").unwrap(), 100.0);
+        assert_eq!(parse_ms("0.6s").unwrap(), 600.0);
+        assert_eq!(parse_ms("20").unwrap(), 20.0);
+        assert!(parse_ms("fast").is_err());
+        assert!(parse_ms("-5ms").is_err());
+        assert_eq!(parse_mbit("20mbit").unwrap(), 20.0);
+        assert_eq!(parse_mbit("1gbit").unwrap(), 1000.0);
+        assert_eq!(parse_mbit("500kbit").unwrap(), 0.5);
+        assert!(parse_mbit("20mbps").is_err());
+        assert!(parse_mbit("0mbit").is_err());
+    }
+
+    #[test]
+    fn failed_cells_print_failed_and_the_reason() {
+        let spec = PathSpec {
+            loss_pct: 10.0,
+            rtt_ms: 100.0,
+            rate_mbit: Some(20.0),
+        };
+        let row = CompareRow::failed(System::Kcptun, &spec, 10, "no kcptun".into());
+        assert_eq!(
+            row.line(),
+            "compare system=kcptun loss=10 rtt_ms=100 rate_mbit=20 goodput_mbit=failed \
+             wire_per_goodput=failed cpu_s=failed reason=\"no kcptun\""
+        );
+        let mut ok = row.clone();
+        ok.status = "ok".into();
+        ok.reason = None;
+        ok.goodput_mbit = Some(0.0);
+        ok.cpu_s = Some(0.5);
+        assert!(ok
+            .line()
+            .ends_with("goodput_mbit=0.00 wire_per_goodput=inf cpu_s=0.50"));
+    }
+
+    #[test]
+    fn systems_parse_by_name() {
+        for s in TCP_SYSTEMS {
+            assert_eq!(System::parse(s.name()).unwrap(), s);
+        }
+        assert!(parse_systems(&["tgp-bbr".into(), "nope".into()], &TCP_SYSTEMS).is_err());
+        assert_eq!(parse_systems(&[], &TCP_SYSTEMS).unwrap().len(), 7);
+    }
+}

@@ -504,3 +504,18 @@ pub fn client(args: &ClientArgs) -> Result<()> {
     println!("{}", serde_json::to_string(&rep)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_exchanges_count_as_infinitely_slow() {
+        let times: Vec<f64> = (1..=98).map(f64::from).collect();
+        assert_eq!(percentile(&times, 2, 0.5), Some(50.0));
+        assert_eq!(percentile(&times, 2, 0.98), Some(98.0));
+        assert_eq!(percentile(&times, 2, 0.99), None);
+        assert_eq!(percentile(&times, 0, 1.0), Some(98.0));
+        assert_eq!(percentile(&[], 0, 0.5), None);
+    }
+}
