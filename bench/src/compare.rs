@@ -27,7 +27,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const IPERF_PORT: u16 = 5201;
@@ -101,18 +100,9 @@ pub struct CompareArgs {
     /// Systems (default: all): tcp-cubic,tcp-bbr,tgp-cubic,tgp-bbr,kcptun,kcptun-tuned,wireguard-go.
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
-    /// Also write every figure to this JSON file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Results root (default: <repo>/bench/results).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write no results directory or plot.
-    #[arg(long)]
-    pub no_results: bool,
-    /// Keep the scratch directory with the tunnels' logs.
-    #[arg(long)]
-    pub keep_logs: bool,
+    /// Where the figures go.
+    #[command(flatten)]
+    pub output: crate::results::OutputArgs,
 }
 
 /// One cell of the comparison.
@@ -400,7 +390,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     if args.secs == 0 || args.secs > 600 {
         bail!("--secs must be 1..=600");
     }
-    let ctx = Ctx::new(args.keep_logs)?;
+    let ctx = Ctx::new(args.output.keep_logs)?;
     let pb = progress((args.loss.len() * systems.len()) as u64);
     let sw = Sweep {
         losses: &args.loss,
@@ -421,16 +411,11 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         counting: COUNTING,
         rows: &rows,
     };
-    if let Some(j) = &args.json {
-        results::write_json(j, &file)?;
-    }
-    if !args.no_results {
-        let dir = results::new_dir(args.out.as_deref(), &format!("compare-rtt{rtt_ms}"))?;
-        results::write_json(&dir.join("compare.json"), &file)?;
-        results::write_csv(&dir.join("compare.csv"), &rows)?;
+    let output = &args.output;
+    if let Some(dir) = output.write(&format!("compare-rtt{rtt_ms}"), "compare", &file, &rows)? {
         let svg = dir.join("goodput.svg");
         crate::plot::goodput(&svg, &rows, rtt_ms, rate_mbit)?;
-        let latest = results::results_root(args.out.as_deref())
+        let latest = results::results_root(output.out.as_deref())
             .join(format!("latest-compare-rtt{rtt_ms}.svg"));
         std::fs::copy(&svg, &latest)?;
         eprintln!(
@@ -454,25 +439,16 @@ pub struct CpuArgs {
     /// tgp's rate_ceiling on this unimpaired path.
     #[arg(long, default_value = "10gbit")]
     pub ceiling: String,
-    /// Also write every figure to this JSON file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Keep the scratch directory with the tunnels' logs.
-    #[arg(long)]
-    pub keep_logs: bool,
-    /// Results root (default: <repo>/bench/results).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write no results directory.
-    #[arg(long)]
-    pub no_results: bool,
+    /// Where the figures go.
+    #[command(flatten)]
+    pub output: crate::results::OutputArgs,
 }
 
 /// `tgp-bench cpu`: goodput through tgp and wireguard-go (plain TCP as the
 /// reference) on a path with no loss, delay or rate limit.
 pub fn cpu(args: &CpuArgs) -> Result<()> {
     let machine = Machine::here();
-    let ctx = Ctx::new(args.keep_logs)?;
+    let ctx = Ctx::new(args.output.keep_logs)?;
     let systems = [System::TcpCubic, System::TgpCubic, System::WireguardGo];
     let sw = Sweep {
         losses: &[0.0],
@@ -505,13 +481,7 @@ pub fn cpu(args: &CpuArgs) -> Result<()> {
         counting: COUNTING,
         rows: &rows,
     };
-    if let Some(j) = &args.json {
-        results::write_json(j, &file)?;
-    }
-    if !args.no_results {
-        let dir = results::new_dir(args.out.as_deref(), "cpu")?;
-        results::write_json(&dir.join("cpu.json"), &file)?;
-        results::write_csv(&dir.join("cpu.csv"), &rows)?;
+    if let Some(dir) = args.output.write("cpu", "cpu", &file, &rows)? {
         eprintln!("results in {}", dir.display());
     }
     Ok(())

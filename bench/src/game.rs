@@ -10,14 +10,13 @@
 use crate::compare::{parse_mbit, parse_ms};
 use crate::paths::{NetPath, PathSpec};
 use crate::procs::{check_interrupt, listening, ns_cmd, wait_until, Proc};
-use crate::results::{self, Machine};
+use crate::results::Machine;
 use crate::systems::{self, Ctx, System, GAME_PORT};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::{ToSocketAddrs, UdpSocket};
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SIZE: usize = 100;
@@ -38,18 +37,9 @@ pub struct GameArgs {
     /// Seconds of stream per system (60 datagrams a second).
     #[arg(long, default_value_t = 20)]
     pub secs: u64,
-    /// Also write every figure to this JSON file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Results root (default: <repo>/bench/results).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write no results directory or plot.
-    #[arg(long)]
-    pub no_results: bool,
-    /// Keep the scratch directory with the tunnels' logs.
-    #[arg(long)]
-    pub keep_logs: bool,
+    /// Where the figures go.
+    #[command(flatten)]
+    pub output: crate::results::OutputArgs,
 }
 
 /// One cell.
@@ -219,7 +209,7 @@ pub fn run(args: &GameArgs) -> Result<()> {
     if args.secs == 0 || args.secs > 600 {
         bail!("--secs must be 1..=600");
     }
-    let ctx = Ctx::new(args.keep_logs)?;
+    let ctx = Ctx::new(args.output.keep_logs)?;
     let mut rows = Vec::new();
     for &loss in &args.loss {
         check_interrupt()?;
@@ -259,13 +249,10 @@ pub fn run(args: &GameArgs) -> Result<()> {
         counting: "60 Hz, 100-byte UDP datagrams NAME-b -> NAME-a; on_time = arrived within 50 ms of sending / sent; percentiles one-way over arrived datagrams; tgp gives the port a 50 ms deadline class",
         rows: &rows,
     };
-    if let Some(j) = &args.json {
-        results::write_json(j, &file)?;
-    }
-    if !args.no_results {
-        let dir = results::new_dir(args.out.as_deref(), &format!("game-rtt{rtt_ms}"))?;
-        results::write_json(&dir.join("game.json"), &file)?;
-        results::write_csv(&dir.join("game.csv"), &rows)?;
+    if let Some(dir) = args
+        .output
+        .write(&format!("game-rtt{rtt_ms}"), "game", &file, &rows)?
+    {
         eprintln!("results in {}", dir.display());
     }
     Ok(())

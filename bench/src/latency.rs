@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const RR_PORT: u16 = 5301;
@@ -45,18 +44,9 @@ pub struct LatencyArgs {
     /// Systems (default: all TCP systems).
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
-    /// Also write every figure to this JSON file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Results root (default: <repo>/bench/results).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write no results directory or plot.
-    #[arg(long)]
-    pub no_results: bool,
-    /// Keep the scratch directory with the tunnels' logs.
-    #[arg(long)]
-    pub keep_logs: bool,
+    /// Where the figures go.
+    #[command(flatten)]
+    pub output: crate::results::OutputArgs,
 }
 
 /// One cell: a system at a loss rate.
@@ -276,7 +266,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
     if args.count == 0 || args.count > 100_000 {
         bail!("--count must be 1..=100000");
     }
-    let ctx = Ctx::new(args.keep_logs)?;
+    let ctx = Ctx::new(args.output.keep_logs)?;
     let pb = ProgressBar::new((args.loss.len() * systems.len()) as u64);
     let mut rows = Vec::new();
     for &loss in &args.loss {
@@ -318,28 +308,23 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         counting: "time from connect() to the last byte of the 1 KB response, new TCP connection per exchange, one at a time; an exchange over 10 s is failed and counts as infinitely slow in the percentiles",
         rows: &rows,
     };
-    if let Some(j) = &args.json {
-        results::write_json(j, &file)?;
-    }
-    if !args.no_results {
-        let dir = results::new_dir(args.out.as_deref(), &format!("latency-rtt{rtt_ms}"))?;
-        results::write_json(&dir.join("latency.json"), &file)?;
-        let csv: Vec<CsvRow> = rows
-            .iter()
-            .map(|r| CsvRow {
-                system: &r.system,
-                loss_pct: r.loss_pct,
-                rtt_ms: r.rtt_ms,
-                status: &r.status,
-                reason: r.reason.as_deref(),
-                attempted: r.attempted,
-                failed_exchanges: r.failed_exchanges,
-                p50_ms: r.p50_ms,
-                p99_ms: r.p99_ms,
-                max_ms: r.max_ms,
-            })
-            .collect();
-        results::write_csv(&dir.join("latency.csv"), &csv)?;
+    let csv: Vec<CsvRow> = rows
+        .iter()
+        .map(|r| CsvRow {
+            system: &r.system,
+            loss_pct: r.loss_pct,
+            rtt_ms: r.rtt_ms,
+            status: &r.status,
+            reason: r.reason.as_deref(),
+            attempted: r.attempted,
+            failed_exchanges: r.failed_exchanges,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
+            max_ms: r.max_ms,
+        })
+        .collect();
+    let output = &args.output;
+    if let Some(dir) = output.write(&format!("latency-rtt{rtt_ms}"), "latency", &file, &csv)? {
         for &loss in &args.loss {
             let series: Vec<(String, Vec<f64>)> = rows
                 .iter()
@@ -356,7 +341,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
                 "time per exchange (ms, log scale)",
                 &series,
             )?;
-            let latest = results::results_root(args.out.as_deref())
+            let latest = results::results_root(output.out.as_deref())
                 .join(format!("latest-latency-cdf-loss{loss}.svg"));
             std::fs::copy(&svg, latest)?;
         }

@@ -56,6 +56,47 @@ impl Machine {
     }
 }
 
+/// The output options every scenario takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Also write every figure to this JSON file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Results root (default: <repo>/bench/results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write no results directory (JSON, CSV, plots).
+    #[arg(long)]
+    pub no_results: bool,
+    /// Keep the scratch directory with the tunnels' logs.
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+impl OutputArgs {
+    /// Writes `file` to `--json` when given and, unless `--no-results`,
+    /// `<stem>.json` and `<stem>.csv` (from `csv_rows`) into a new results
+    /// directory `<dir_name>-<timestamp>`, which it returns for plots.
+    pub fn write<R: Serialize>(
+        &self,
+        dir_name: &str,
+        stem: &str,
+        file: &impl Serialize,
+        csv_rows: &[R],
+    ) -> Result<Option<PathBuf>> {
+        if let Some(json) = &self.json {
+            write_json(json, file)?;
+        }
+        if self.no_results {
+            return Ok(None);
+        }
+        let dir = new_dir(self.out.as_deref(), dir_name)?;
+        write_json(&dir.join(format!("{stem}.json")), file)?;
+        write_csv(&dir.join(format!("{stem}.csv")), csv_rows)?;
+        Ok(Some(dir))
+    }
+}
+
 /// Makes `<root>/<scenario>-<UTC timestamp>` where root is `out` or
 /// `<repo>/bench/results`.
 pub fn new_dir(out: Option<&Path>, scenario: &str) -> Result<PathBuf> {
