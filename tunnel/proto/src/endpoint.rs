@@ -331,22 +331,7 @@ impl Endpoint {
 
     /// Largest IP packet a session carries in one segment.
     pub fn max_packet_size(&self) -> usize {
-        self.peers
-            .iter()
-            .find_map(|p| p.session.as_ref().map(|s| s.data.max_segment_size()))
-            .unwrap_or_else(|| {
-                // Same arithmetic as a data plane would do, without keys.
-                DataPlane::new(
-                    Timestamp::ZERO,
-                    crate::keys::SessionKeys {
-                        send: [0; 32],
-                        receive: [0; 32],
-                        session_id: 0,
-                    },
-                    self.config.data_plane.clone(),
-                )
-                .max_segment_size()
-            })
+        self.config.data_plane.max_segment_size()
     }
 
     /// A snapshot of one peer for `tgp status`.
@@ -697,18 +682,10 @@ impl Endpoint {
     }
 
     /// The next IP packet that arrived through a session, with its peer.
+    /// (Sessions deliver only while handling a datagram or a timeout, and
+    /// both drain what they delivered into this queue.)
     pub fn poll_delivery(&mut self) -> Option<(PeerId, Vec<u8>)> {
-        if let Some(delivered) = self.deliveries.pop_front() {
-            return Some(delivered);
-        }
-        for (peer, p) in self.peers.iter_mut().enumerate() {
-            if let Some(session) = &mut p.session {
-                if let Some(delivered) = session.data.poll_delivery() {
-                    return Some((peer, delivered.segment));
-                }
-            }
-        }
-        None
+        self.deliveries.pop_front()
     }
 
     /// The next event, if any.

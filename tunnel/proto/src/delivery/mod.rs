@@ -196,6 +196,17 @@ impl DataPlaneConfig {
     }
 }
 
+impl DataPlaneConfig {
+    /// Largest segment a data plane with this configuration accepts: the
+    /// datagram size less protection, frame headers and the room kept for
+    /// control frames.
+    pub fn max_segment_size(&self) -> usize {
+        self.max_datagram_size
+            .saturating_sub(PROTECTION_OVERHEAD + SYMBOL_FRAME_HEADER + 2 + CONTROL_RESERVE)
+            .saturating_sub(Symbol::MAX_OVERHEAD)
+    }
+}
+
 impl Default for DataPlaneConfig {
     fn default() -> Self {
         DataPlaneConfig {
@@ -593,10 +604,7 @@ impl DataPlane {
 
     /// The largest segment [`DataPlane::send_segment`] accepts.
     pub fn max_segment_size(&self) -> usize {
-        self.config
-            .max_datagram_size
-            .saturating_sub(PROTECTION_OVERHEAD + SYMBOL_FRAME_HEADER + 2 + CONTROL_RESERVE)
-            .saturating_sub(Symbol::MAX_OVERHEAD)
+        self.config.max_segment_size()
     }
 
     /// Counters and estimates.

@@ -588,14 +588,13 @@ impl Handshake {
         if self.finished {
             return Err(DropReason::Finished);
         }
-        let packet = HandshakePacket::parse(datagram)?;
+        let mut packet = HandshakePacket::parse(datagram)?;
         if packet.sender != self.peer_key_bytes {
             return Err(DropReason::UnknownPeer);
         }
-        let mut artifacts = packet.artifacts.clone();
-        artifacts.sort_by_key(|a| a.kind);
+        packet.artifacts.sort_by_key(|a| a.kind);
         let mut outcome = Ok(());
-        for artifact in artifacts {
+        for &artifact in &packet.artifacts {
             if let Err(reason) = self.accept_artifact(now, artifact, packet.elapsed_ms) {
                 outcome = Err(reason);
                 break;
