@@ -8,8 +8,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tgp_proto::sim::Node;
 use tgp_proto::Timestamp;
+use tgp_sim::Node;
 
 /// Bytes per data packet on the wire (payload counted as goodput).
 pub const PACKET_BYTES: usize = 1240;

@@ -11,10 +11,10 @@
 use crate::newreno::{RenoReceiver, RenoSender, PAYLOAD_BYTES};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tgp_proto::delivery::node::{BulkSource, DataPlaneNode, PeriodicSource};
 use tgp_proto::delivery::{DataPlane, DataPlaneConfig};
-use tgp_proto::sim::{LinkConfig, Simulation};
 use tgp_proto::{SessionKeys, Timestamp};
+use tgp_sim::data_plane::{BulkSource, DataPlaneNode, PeriodicSource};
+use tgp_sim::{LinkConfig, Simulation};
 
 /// Options of the `sim` subcommand.
 #[derive(clap::Args, Debug)]

@@ -3,7 +3,7 @@
 //! No sockets, no async runtime, no clock: time comes in as a
 //! [`time::Timestamp`] argument, bytes come in and go out through method
 //! calls. That lets the whole protocol run inside the deterministic
-//! simulator in [`sim`].
+//! simulator (the `tgp-sim` crate).
 
 pub mod class;
 pub mod crypto;
@@ -12,7 +12,6 @@ pub mod endpoint;
 pub mod handshake;
 pub mod keys;
 pub mod packet_protection;
-pub mod sim;
 pub mod time;
 pub mod wire;
 

@@ -5,10 +5,10 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use tgp_proto::delivery::node::{BulkSource, DataPlaneNode, PeriodicSource};
 use tgp_proto::delivery::{DataPlane, DataPlaneConfig};
-use tgp_proto::sim::{LinkConfig, Simulation};
 use tgp_proto::{SessionKeys, Timestamp};
+use tgp_sim::data_plane::{BulkSource, DataPlaneNode, PeriodicSource};
+use tgp_sim::{LinkConfig, Simulation};
 
 fn keys() -> (SessionKeys, SessionKeys) {
     let a = SessionKeys {
@@ -313,7 +313,7 @@ fn idle_session_stays_alive_cheaply_and_silence_is_detected() {
         assert!(sent <= 120 / 5 + 2, "{sent} keepalives in two minutes");
     }
     // Cut the path: both sides notice within the idle timeout.
-    p.sim.set_transmit_filter(|_| tgp_proto::sim::Verdict::Drop);
+    p.sim.set_transmit_filter(|_| tgp_sim::Verdict::Drop);
     let cut = p.sim.now();
     p.sim.run_until(cut + Duration::from_secs(40));
     for id in [a, b] {
@@ -346,7 +346,7 @@ fn garbage_forgeries_and_replays_are_dropped_and_counted() {
         if t.index % 7 == 0 {
             store.borrow_mut().push(t.datagram.to_vec());
         }
-        tgp_proto::sim::Verdict::Pass
+        tgp_sim::Verdict::Pass
     });
     p.sim
         .run_until(Timestamp::from_duration(Duration::from_millis(300)));

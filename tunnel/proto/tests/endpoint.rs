@@ -13,8 +13,8 @@ use tgp_proto::crypto::SigningKey;
 use tgp_proto::endpoint::{
     DownReason, Endpoint, EndpointConfig, Event, PeerSettings, SessionState,
 };
-use tgp_proto::sim::{LinkConfig, Node, Simulation, Verdict};
 use tgp_proto::{DeliveryClass, Timestamp};
+use tgp_sim::{LinkConfig, Node, Simulation, Verdict};
 
 const CLIENT: &str = "10.0.0.1:4500";
 const CLIENT_MOVED: &str = "10.9.9.9:4501";

@@ -10,9 +10,9 @@ use common::{pair, HandshakeNode};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tgp_proto::handshake::{HandshakeConfig, Outcome};
-use tgp_proto::sim::{LinkConfig, Simulation, Verdict};
 use tgp_proto::wire::MAX_HANDSHAKE_PACKET;
 use tgp_proto::Timestamp;
+use tgp_sim::{LinkConfig, Simulation, Verdict};
 
 const ALICE: &str = "10.0.0.1:4500";
 const BOB: &str = "10.0.0.2:4500";

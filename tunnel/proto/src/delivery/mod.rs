@@ -87,7 +87,6 @@
 
 pub mod fec;
 pub mod frame;
-pub mod node;
 pub mod ranges;
 pub mod rate;
 

@@ -8,8 +8,8 @@ use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;
 use tgp_proto::crypto::SigningKey;
 use tgp_proto::handshake::{Handshake, HandshakeConfig, HandshakeEvent};
-use tgp_proto::sim::Node;
 use tgp_proto::Timestamp;
+use tgp_sim::Node;
 
 /// Wall-clock time both sides pretend it is at the start of a test.
 pub const TEST_UNIX_TIME_MS: u64 = 1_800_000_000_000;

@@ -1,13 +1,13 @@
-//! Tests of the deterministic network simulator (`tgp_proto::sim`): the
+//! Tests of the deterministic network simulator (`tgp_sim`): the
 //! link model (loss, delay, jitter, reordering, duplication, rate and
 //! drop-tail queue), determinism, the transmit filter, injection, shared
 //! links and the event loop's guards.
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use tgp_proto::sim::nodes::{Arrival, Pinger, Sink};
-use tgp_proto::sim::{LinkConfig, LinkId, LossModel, Node, NodeId, Simulation, Transmit, Verdict};
 use tgp_proto::Timestamp;
+use tgp_sim::nodes::{Arrival, Pinger, Sink};
+use tgp_sim::{LinkConfig, LinkId, LossModel, Node, NodeId, Simulation, Transmit, Verdict};
 
 fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, n], 4000 + u16::from(n)))
@@ -579,7 +579,7 @@ fn node_mut_changes_take_effect_on_the_next_run() {
 }
 
 #[test]
-#[should_panic(expected = "is a tgp_proto::sim::nodes::Sink, not a tgp_proto::sim::nodes::Pinger")]
+#[should_panic(expected = "is a tgp_sim::nodes::Sink, not a tgp_sim::nodes::Pinger")]
 fn wrong_node_type_panics_clearly() {
     let mut sim = Simulation::new(23);
     let sink = sim.add_node(addr(2), Sink::default());

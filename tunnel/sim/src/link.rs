@@ -8,11 +8,11 @@
 //! `n` packets, and deciding early is equivalent to deciding "on the wire"
 //! while costing one heap event per delivered packet.
 
-use crate::time::Timestamp;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::VecDeque;
 use std::time::Duration;
+use tgp_proto::Timestamp;
 
 /// How a link loses packets. The decision is taken after serialisation, so
 /// a lost packet has still used the link's time.

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tgp_proto::sim::{nodes::{Pinger, Sink}, LinkConfig, Simulation};
+//! use tgp_sim::{nodes::{Pinger, Sink}, LinkConfig, Simulation};
 //! use tgp_proto::Timestamp;
 //!
 //! let mut sim = Simulation::new(7);
@@ -37,12 +37,12 @@
 //! has reached the node's timeout. Each step costs O(log n) in the number of
 //! pending arrivals and nodes; nothing scans all nodes or all packets.
 
+pub mod data_plane;
 mod link;
 pub mod nodes;
 
 pub use link::{LinkConfig, LinkStats, LossModel};
 
-use crate::time::Timestamp;
 use link::{link_rng, Fate, Link};
 use std::any::Any;
 use std::cmp::Ordering;
@@ -50,6 +50,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tgp_proto::Timestamp;
 
 /// What the simulator needs from an endpoint under test. Every call passes
 /// the virtual time; an endpoint never reads a clock.

@@ -2,10 +2,10 @@
 //! numbered datagrams on a fixed schedule and a [`Sink`] that records what
 //! arrives. Useful as cross traffic or to measure a link.
 
-use super::Node;
-use crate::time::Timestamp;
+use crate::Node;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tgp_proto::Timestamp;
 
 /// Sends `count` datagrams to one address, the `n`-th (from 0) at
 /// `start + n * interval`. Each datagram is `size` bytes (at least 8): the

@@ -8,13 +8,13 @@
 //! flow); for `Deadline` traffic an index and the creation time (checked
 //! for duplicates and lateness against the simulator's clock).
 
-use super::{DataPlane, FlowId};
-use crate::class::DeliveryClass;
-use crate::sim::Node;
-use crate::time::Timestamp;
+use crate::Node;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tgp_proto::delivery::{DataPlane, FlowId};
+use tgp_proto::DeliveryClass;
+use tgp_proto::Timestamp;
 
 /// A saturating `Reliable` transfer over `flows` flows, round robin.
 #[derive(Clone, Debug)]
