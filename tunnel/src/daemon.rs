@@ -341,9 +341,10 @@ impl Tunnel {
                     debug!(%error, %destination, "sending a datagram");
                 }
             }
-            while let Some((peer, mut packet)) = self.endpoint.poll_delivery() {
+            while let Some(delivery) = self.endpoint.poll_delivery() {
                 progressed = true;
-                self.deliver(peer, &mut packet).await?;
+                let mut packet = delivery.segment;
+                self.deliver(delivery.peer, &mut packet).await?;
             }
             while let Some(event) = self.endpoint.poll_event() {
                 self.log_event(&event);

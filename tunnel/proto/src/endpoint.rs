@@ -105,6 +105,17 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// A segment that arrived through a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The peer it came from.
+    pub peer: PeerId,
+    /// The flow the peer's sender gave it.
+    pub flow: FlowId,
+    /// The segment: an IP packet, or a stream's bytes.
+    pub segment: Vec<u8>,
+}
+
 /// Why a session went down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DownReason {
@@ -243,7 +254,7 @@ pub struct Endpoint {
     /// Wall-clock time (Unix ms) at [`Timestamp::ZERO`].
     unix_time_at_origin_ms: u64,
     events: VecDeque<Event>,
-    deliveries: VecDeque<(PeerId, Vec<u8>)>,
+    deliveries: VecDeque<Delivery>,
     drops: EndpointDrops,
     next_transmitter: usize,
     transmit_buffer: Vec<u8>,
@@ -435,6 +446,35 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Bytes a stream may hand to `peer`'s session now without being
+    /// refused ([`DataPlane::stream_room`]); 0 without a usable session.
+    pub fn stream_room(&self, peer: PeerId) -> usize {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.session.as_ref())
+            .map_or(0, |s| s.data.stream_room())
+    }
+
+    /// Hands a stream's bytes to `peer`'s session as a `Reliable` segment
+    /// of `flow` that the queue manager never drops
+    /// ([`DataPlane::send_stream_segment`]). Without a usable session it
+    /// is refused ([`SendError::NoSession`]), not held: the caller keeps
+    /// the bytes.
+    pub fn send_stream(
+        &mut self,
+        now: Timestamp,
+        peer: PeerId,
+        flow: FlowId,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let session = self
+            .peers
+            .get_mut(peer)
+            .and_then(|p| p.session.as_mut())
+            .ok_or(SendError::NoSession)?;
+        session.data.send_stream_segment(now, flow, bytes)
+    }
+
     /// Handles a datagram that arrived on the socket from `from`.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
         match datagram.first() {
@@ -529,7 +569,11 @@ impl Endpoint {
             session.first_unanswered_send = None;
             let current = session.session_id;
             while let Some(delivered) = session.data.poll_delivery() {
-                self.deliveries.push_back((peer, delivered.segment));
+                self.deliveries.push_back(Delivery {
+                    peer,
+                    flow: delivered.flow,
+                    segment: delivered.segment,
+                });
             }
             if session_id == Some(current) {
                 if let Some(handshake) = &mut self.peers[peer].handshake {
@@ -684,7 +728,7 @@ impl Endpoint {
     /// The next IP packet that arrived through a session, with its peer.
     /// (Sessions deliver only while handling a datagram or a timeout, and
     /// both drain what they delivered into this queue.)
-    pub fn poll_delivery(&mut self) -> Option<(PeerId, Vec<u8>)> {
+    pub fn poll_delivery(&mut self) -> Option<Delivery> {
         self.deliveries.pop_front()
     }
 
@@ -746,7 +790,11 @@ impl Endpoint {
             if let Some(session) = &mut p.session {
                 session.data.handle_timeout(now);
                 while let Some(delivered) = session.data.poll_delivery() {
-                    self.deliveries.push_back((peer, delivered.segment));
+                    self.deliveries.push_back(Delivery {
+                        peer,
+                        flow: delivered.flow,
+                        segment: delivered.segment,
+                    });
                 }
             }
             // Old session ids whose grace time is over.

@@ -113,7 +113,8 @@ impl EndpointNode {
     }
 
     fn collect(&mut self, now: Timestamp) {
-        while let Some((_, packet)) = self.endpoint.poll_delivery() {
+        while let Some(delivery) = self.endpoint.poll_delivery() {
+            let packet = delivery.segment;
             let sequence = u32::from_be_bytes(packet[..4].try_into().unwrap());
             self.received.push(sequence);
         }

@@ -120,6 +120,9 @@ const RECEIPT_MAX_RANGES: usize = 160;
 const RECEIPT_MAX_ABANDONED: usize = 24;
 /// Most FEC needs a receipt lists.
 const RECEIPT_MAX_NEEDS: usize = 64;
+/// How long, at the pacing rate, the bytes a stream may queue last
+/// ([`DataPlane::stream_room`]).
+pub const STREAM_QUEUE_TARGET: Duration = Duration::from_millis(20);
 
 /// Tunables of a [`DataPlane`]. [`Default`] suits a 1400-byte path.
 #[derive(Clone, Debug)]
@@ -251,6 +254,9 @@ pub enum SendError {
     /// The queue manager dropped it: segments wait too long (congestion).
     #[error("dropped by the queue manager")]
     QueueDelay,
+    /// No session is usable with the peer (streams are not held).
+    #[error("no session with the peer")]
+    NoSession,
 }
 
 /// A segment handed to the caller.
@@ -718,6 +724,58 @@ impl DataPlane {
             DeliveryClass::Reliable => self.reliable_queue.push_back(queued),
             DeliveryClass::Deadline(_) => self.deadline_queue.push_back(queued),
         }
+        Ok(())
+    }
+
+    /// Bytes a caller that must never have a segment refused (a split-mode
+    /// stream, which cannot resend what the tunnel drops) may queue now:
+    /// enough to keep the pacer busy for [`STREAM_QUEUE_TARGET`] at the
+    /// current rate, less what is already queued. Bytes beyond it stay
+    /// with the caller, whose own flow control then pushes back.
+    pub fn stream_room(&self) -> usize {
+        let target =
+            (self.rate.pacing_bytes_per_second() * STREAM_QUEUE_TARGET.as_secs_f64()) as usize;
+        let target = target
+            .max(4 * self.config.max_datagram_size)
+            .min(self.config.send_queue_limit_bytes);
+        target.saturating_sub(self.queued_bytes)
+    }
+
+    /// Queues a `Reliable` segment of a byte stream. Unlike
+    /// [`DataPlane::send_segment`] the queue manager never refuses it (a
+    /// stream is not a TCP that resends what is dropped); the caller keeps
+    /// within [`DataPlane::stream_room`]. Refused only when too large or
+    /// beyond the send queue's byte limit.
+    pub fn send_stream_segment(
+        &mut self,
+        now: Timestamp,
+        flow: FlowId,
+        segment: &[u8],
+    ) -> Result<(), SendError> {
+        let max = self.max_segment_size();
+        if segment.len() > max {
+            self.stats.drops.too_large += 1;
+            return Err(SendError::TooLarge {
+                size: segment.len(),
+                max,
+            });
+        }
+        if self.queued_bytes + segment.len() > self.config.send_queue_limit_bytes {
+            self.stats.drops.queue_full += 1;
+            return Err(SendError::QueueFull);
+        }
+        let next = self.flow_next.entry(flow).or_insert(0);
+        let flow_seq = *next;
+        *next += 1;
+        self.queued_bytes += segment.len();
+        self.stats.segments_queued += 1;
+        self.reliable_queue.push_back(QueuedSegment {
+            flow,
+            class: SymbolClass::Reliable { flow_seq },
+            payload: segment.to_vec(),
+            enqueued_at: now,
+            expires_at: None,
+        });
         Ok(())
     }
 
