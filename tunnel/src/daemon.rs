@@ -93,6 +93,9 @@ struct Tunnel {
     packets_to_tun: u64,
     icmp_errors_sent: u64,
     started: Instant,
+    /// Datagrams from the endpoint are written here (reused, no
+    /// allocation per datagram).
+    transmit_buffer: Vec<u8>,
 }
 
 /// Brings the tunnel up and runs it until SIGINT, SIGTERM or `tgp down`.
@@ -156,6 +159,7 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
         packets_to_tun: 0,
         icmp_errors_sent: 0,
         started: Instant::now(),
+        transmit_buffer: Vec::with_capacity(MAX_DATAGRAM_SIZE),
     };
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -182,12 +186,12 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
             }
             result = tunnel.socket.recv_from(&mut udp_buffer) => {
                 match result {
-                    Ok((length, from)) => tunnel.handle_socket_datagram(&udp_buffer[..length], from),
+                    Ok((length, from)) => tunnel.handle_socket_datagram(&mut udp_buffer[..length], from),
                     Err(error) => warn!(%error, "receiving from the UDP socket"),
                 }
                 for _ in 1..BATCH {
                     match tunnel.socket.try_recv_from(&mut udp_buffer) {
-                        Ok((length, from)) => tunnel.handle_socket_datagram(&udp_buffer[..length], from),
+                        Ok((length, from)) => tunnel.handle_socket_datagram(&mut udp_buffer[..length], from),
                         Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                         Err(error) => { warn!(%error, "receiving from the UDP socket"); break; }
                     }
@@ -306,10 +310,10 @@ impl Tunnel {
         Ok(())
     }
 
-    fn handle_socket_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+    fn handle_socket_datagram(&mut self, datagram: &mut [u8], from: SocketAddr) {
         let from = SocketAddr::new(from.ip().to_canonical(), from.port());
         let now = self.clock.now();
-        self.endpoint.handle_datagram(now, from, datagram);
+        let _ = self.endpoint.handle_datagram(now, from, datagram);
     }
 
     async fn write_tun(&mut self, packet: &[u8]) -> Result<()> {
@@ -334,10 +338,14 @@ impl Tunnel {
         loop {
             let now = self.clock.now();
             let mut progressed = false;
-            while let Some(transmit) = self.endpoint.poll_transmit(now) {
+            self.transmit_buffer.clear();
+            while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.transmit_buffer) {
                 progressed = true;
                 let destination = self.socket_address(transmit.destination);
-                if let Err(error) = self.socket.send_to(&transmit.payload, destination).await {
+                let datagram = &self.transmit_buffer[self.transmit_buffer.len() - transmit.size..];
+                let sent = self.socket.send_to(datagram, destination).await;
+                self.transmit_buffer.clear();
+                if let Err(error) = sent {
                     debug!(%error, %destination, "sending a datagram");
                 }
             }

@@ -426,7 +426,12 @@ fn queue_manager_refuses_segments_when_the_tunnel_is_the_bottleneck() {
                 refused += 1;
             }
         }
-        while plane.poll_transmit(now, &mut buffer) {}
+        loop {
+            buffer.clear();
+            if plane.poll_transmit(now, &mut buffer).is_none() {
+                break;
+            }
+        }
         if plane.poll_timeout().is_some_and(|t| t <= now) {
             plane.handle_timeout(now);
         }

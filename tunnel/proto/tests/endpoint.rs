@@ -140,7 +140,9 @@ impl EndpointNode {
 
 impl Node for EndpointNode {
     fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        self.endpoint.handle_datagram(now, from, datagram);
+        let _ = self
+            .endpoint
+            .handle_datagram(now, from, &mut datagram.to_vec());
         self.collect(now);
     }
 
@@ -148,9 +150,10 @@ impl Node for EndpointNode {
         if self.offer_at.is_some_and(|t| t <= now) {
             self.offer(now);
         }
-        let transmit = self.endpoint.poll_transmit(now);
+        let mut datagram = Vec::new();
+        let transmit = self.endpoint.poll_transmit(now, &mut datagram);
         self.collect(now);
-        transmit.map(|t| (t.destination, t.payload))
+        transmit.map(|t| (t.destination, datagram))
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{identity, pair, pump, TEST_UNIX_TIME_MS};
+use common::{identity, pair, pump, transmit, TEST_UNIX_TIME_MS};
 use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -69,7 +69,7 @@ fn every_packet_fits_in_1200_bytes_at_every_phase() {
             "packet of {} bytes",
             packet.len()
         );
-        let parsed = tgp_proto::handshake::packet::HandshakePacket::parse(packet).unwrap();
+        let parsed = tgp_proto::wire::handshake::HandshakePacket::parse(packet).unwrap();
         for artifact in parsed.artifacts {
             kinds_seen.insert(artifact.kind);
         }
@@ -85,12 +85,14 @@ fn every_packet_fits_in_1200_bytes_at_every_phase() {
 fn flooded_duplicates_do_not_reverify_signatures() {
     let config = HandshakeConfig::default();
     let (mut a, mut b) = pair(3, &config, Timestamp::ZERO);
-    let first = a.poll_transmit(Timestamp::ZERO).unwrap();
-    b.handle_packet(Timestamp::ZERO, &first).unwrap();
+    let first = transmit(&mut a, Timestamp::ZERO).unwrap();
+    b.handle_packet(Timestamp::ZERO, &first).result().unwrap();
     let verified = b.stats().signature_verifications;
     assert_eq!(verified, 1);
     for i in 0..100 {
-        b.handle_packet(Timestamp::from_nanos(i), &first).unwrap();
+        b.handle_packet(Timestamp::from_nanos(i), &first)
+            .result()
+            .unwrap();
     }
     assert_eq!(b.stats().signature_verifications, verified);
     assert_eq!(b.stats().duplicate_artifacts, 100);
@@ -137,7 +139,7 @@ fn replayed_transcript_does_not_establish_a_new_session() {
             if *from_a {
                 now += Duration::from_millis(1);
                 let _ = victim.handle_packet(now, packet);
-                while victim.poll_transmit(now).is_some() {}
+                while transmit(&mut victim, now).is_some() {}
             }
         }
         victim.handle_timeout(end_of(&config));
@@ -221,8 +223,11 @@ fn unknown_identity_is_rejected() {
     .unwrap();
     let mut now = Timestamp::ZERO;
     for _ in 0..50 {
-        if let Some(packet) = intruder.poll_transmit(now) {
-            assert_eq!(b.handle_packet(now, &packet), Err(DropReason::UnknownPeer));
+        if let Some(packet) = transmit(&mut intruder, now) {
+            assert_eq!(
+                b.handle_packet(now, &packet).result(),
+                Err(DropReason::UnknownPeer)
+            );
         }
         now += config.flood_interval;
     }
@@ -259,9 +264,9 @@ fn mismatched_parameters_and_skewed_clocks_are_refused() {
         &mut rng,
     )
     .unwrap();
-    let packet = a.poll_transmit(Timestamp::ZERO).unwrap();
+    let packet = transmit(&mut a, Timestamp::ZERO).unwrap();
     assert_eq!(
-        b.handle_packet(Timestamp::ZERO, &packet),
+        b.handle_packet(Timestamp::ZERO, &packet).result(),
         Err(DropReason::ParameterMismatch)
     );
     let mut late = Handshake::new(
@@ -273,9 +278,9 @@ fn mismatched_parameters_and_skewed_clocks_are_refused() {
         &mut rng,
     )
     .unwrap();
-    let packet = late.poll_transmit(Timestamp::ZERO).unwrap();
+    let packet = transmit(&mut late, Timestamp::ZERO).unwrap();
     assert_eq!(
-        b.handle_packet(Timestamp::ZERO, &packet),
+        b.handle_packet(Timestamp::ZERO, &packet).result(),
         Err(DropReason::ClockSkew)
     );
 }
@@ -317,14 +322,14 @@ fn no_final_confirmation_after_the_cutoff() {
     let cutoff = a.cutoff();
     let mut now = Timestamp::ZERO;
     while now <= cutoff {
-        while a.poll_transmit(now).is_some() {}
-        while b.poll_transmit(now).is_some() {}
+        while transmit(&mut a, now).is_some() {}
+        while transmit(&mut b, now).is_some() {}
         now += config.flood_interval;
     }
     let end = a.deadline();
     while now < end {
-        let pa = a.poll_transmit(now);
-        let pb = b.poll_transmit(now);
+        let pa = transmit(&mut a, now);
+        let pb = transmit(&mut b, now);
         if let Some(p) = pa {
             let _ = b.handle_packet(now, &p);
         }
@@ -363,7 +368,7 @@ fn responder_aligns_its_deadline_with_the_initiator() {
     let mut packet = None;
     let mut now = Timestamp::ZERO;
     while now < Timestamp::ZERO + Duration::from_secs(2) {
-        packet = a.poll_transmit(now).or(packet);
+        packet = transmit(&mut a, now).or(packet);
         now += config.flood_interval;
     }
     let responder = HandshakeConfig {
@@ -379,7 +384,7 @@ fn responder_aligns_its_deadline_with_the_initiator() {
         &mut rng,
     )
     .unwrap();
-    b.handle_packet(now, &packet.unwrap()).unwrap();
+    b.handle_packet(now, &packet.unwrap()).result().unwrap();
     let difference = b.deadline().as_nanos().abs_diff(a.deadline().as_nanos());
     assert!(
         difference <= Duration::from_millis(10).as_nanos() as u64,
@@ -408,7 +413,7 @@ proptest! {
     fn random_bytes_never_panic_and_are_dropped(bytes in proptest::collection::vec(any::<u8>(), 0..1300)) {
         let config = HandshakeConfig::default();
         let (_a, mut b) = pair(9, &config, Timestamp::ZERO);
-        prop_assert!(b.handle_packet(Timestamp::ZERO, &bytes).is_err());
+        prop_assert!(b.handle_packet(Timestamp::ZERO, &bytes).result().is_err());
         prop_assert_eq!(b.stats().total_drops(), 1);
     }
 
@@ -430,7 +435,7 @@ proptest! {
         }
         let config = HandshakeConfig::default();
         let (_a, mut b) = pair(9, &config, Timestamp::ZERO);
-        let result = b.handle_packet(Timestamp::ZERO, &mutated);
+        let result = b.handle_packet(Timestamp::ZERO, &mutated).result();
         if mutated[..] != original[..] {
             // A changed packet is either refused or (when only unsigned
             // header bytes such as the elapsed time changed) accepted with

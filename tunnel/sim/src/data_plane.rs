@@ -260,7 +260,10 @@ impl DataPlaneNode {
 
 impl Node for DataPlaneNode {
     fn handle_datagram(&mut self, now: Timestamp, _from: SocketAddr, datagram: &[u8]) {
-        self.plane.handle_datagram(now, datagram);
+        // The data plane opens packets in place: give it a copy.
+        self.buffer.clear();
+        self.buffer.extend_from_slice(datagram);
+        let _ = self.plane.handle_datagram(now, &mut self.buffer);
         self.drain_deliveries(now);
     }
 
@@ -268,11 +271,9 @@ impl Node for DataPlaneNode {
         if let Some(bulk) = &mut self.bulk {
             bulk.top_up(now, &mut self.plane);
         }
-        if self.plane.poll_transmit(now, &mut self.buffer) {
-            Some((self.peer, self.buffer.clone()))
-        } else {
-            None
-        }
+        let mut datagram = Vec::with_capacity(2048);
+        self.plane.poll_transmit(now, &mut datagram)?;
+        Some((self.peer, datagram))
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {

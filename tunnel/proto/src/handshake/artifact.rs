@@ -7,10 +7,12 @@
 
 use super::DropReason;
 use crate::crypto::{domain_hash, Hash, SigningKey, VerifyingKey};
+use crate::wire::codec::{put_u64, Reader};
 use ed25519_dalek::{Signature, Signer};
 
-/// The protocol version carried in every commitment and packet header.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub use crate::wire::handshake::{
+    COMMITMENT_LEN, DONE_KIND, DONE_LEN, PROOF_LEN, PROTOCOL_VERSION, SESSION_PARAMETERS_LEN,
+};
 
 /// The levels of proof, in the order they are built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,15 +87,6 @@ impl Level {
     }
 }
 
-/// Wire kind number of the key-confirmation marker ("I hold RECEIPT").
-pub const DONE_KIND: u8 = 6;
-/// Length of a commitment body in bytes.
-pub const COMMITMENT_LEN: usize = 1 + 32 + 32 + 32 + 32 + SessionParameters::LEN + 8 + 8 + 64;
-/// Length of a D, T, Q, Q_CONF or Q_CONF_FINAL body in bytes.
-pub const PROOF_LEN: usize = 32 + 32 + 64;
-/// Length of the key-confirmation marker body: RECEIPT and an HMAC tag.
-pub const DONE_LEN: usize = 32 + 32;
-
 /// Parameters both sides must agree on; bound into each commitment, and a
 /// commitment with different parameters is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,25 +101,22 @@ pub struct SessionParameters {
 
 impl SessionParameters {
     /// Encoded length in bytes.
-    pub const LEN: usize = 10;
+    pub const LEN: usize = SESSION_PARAMETERS_LEN;
 
     fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
-        out[0..4].copy_from_slice(&self.deadline_ms.to_le_bytes());
-        out[4..8].copy_from_slice(&self.cutoff_margin_ms.to_le_bytes());
-        out[8..10].copy_from_slice(&self.max_datagram_size.to_le_bytes());
+        out[0..4].copy_from_slice(&self.deadline_ms.to_be_bytes());
+        out[4..8].copy_from_slice(&self.cutoff_margin_ms.to_be_bytes());
+        out[8..10].copy_from_slice(&self.max_datagram_size.to_be_bytes());
         out
     }
 
-    fn decode(bytes: &[u8; Self::LEN]) -> Self {
-        let u32_at = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
-        SessionParameters {
-            deadline_ms: u32_at(0),
-            cutoff_margin_ms: u32_at(4),
-            max_datagram_size: u16::from_le_bytes([bytes[8], bytes[9]]),
-        }
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DropReason> {
+        Ok(SessionParameters {
+            deadline_ms: reader.u32()?,
+            cutoff_margin_ms: reader.u32()?,
+            max_datagram_size: reader.u16()?,
+        })
     }
 }
 
@@ -162,8 +152,8 @@ impl Commitment {
         out.extend_from_slice(&self.nonce);
         out.extend_from_slice(&self.ephemeral);
         out.extend_from_slice(&self.parameters.encode());
-        out.extend_from_slice(&self.unix_time_ms.to_le_bytes());
-        out.extend_from_slice(&self.continues_session.to_le_bytes());
+        put_u64(&mut out, self.unix_time_ms);
+        put_u64(&mut out, self.continues_session);
         out
     }
 
@@ -185,14 +175,14 @@ impl Commitment {
             return Err(DropReason::Malformed);
         }
         let mut reader = Reader::new(body);
-        let version = reader.byte()?;
+        let version = reader.u8()?;
         let signer = reader.array::<32>()?;
         let peer = reader.array::<32>()?;
         let nonce = reader.array::<32>()?;
         let ephemeral = reader.array::<32>()?;
-        let parameters = SessionParameters::decode(&reader.array::<{ SessionParameters::LEN }>()?);
-        let unix_time_ms = u64::from_le_bytes(reader.array::<8>()?);
-        let continues_session = u64::from_le_bytes(reader.array::<8>()?);
+        let parameters = SessionParameters::decode(&mut reader)?;
+        let unix_time_ms = reader.u64()?;
+        let continues_session = reader.u64()?;
         let signature = reader.array::<64>()?;
         Ok((
             Commitment {
@@ -284,38 +274,4 @@ pub fn artifact_hash(kind: u8, signer: &[u8; 32], body: &[u8]) -> Hash {
 /// of their signers' identity keys, so both sides compute the same value.
 pub fn receipt(first_final: &Hash, second_final: &Hash) -> Hash {
     domain_hash(b"tgp v1 receipt", &[first_final, second_final])
-}
-
-/// A bounds-checked reader over untrusted bytes.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
-    }
-
-    pub(crate) fn take(&mut self, count: usize) -> Result<&'a [u8], DropReason> {
-        if self.bytes.len() < count {
-            return Err(DropReason::Truncated);
-        }
-        let (head, tail) = self.bytes.split_at(count);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    pub(crate) fn byte(&mut self) -> Result<u8, DropReason> {
-        Ok(self.take(1)?[0])
-    }
-
-    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DropReason> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
 }

@@ -79,25 +79,25 @@
 //! sides derive identical keys.
 
 pub mod artifact;
-pub mod packet;
 
-use crate::crypto::{
-    confirmation_tag, confirmation_tag_is_valid, derive_session_secrets, DerivedSecrets, Hash,
-    SigningKey, VerifyingKey,
+use crate::crypto::kdf::{
+    confirmation_tag, confirmation_tag_is_valid, derive_session_secrets, DerivedSecrets,
 };
-use crate::keys::SessionKeys;
+use crate::crypto::keys::SessionKeys;
+use crate::crypto::{Hash, SigningKey, VerifyingKey};
 use crate::time::Timestamp;
+use crate::wire::codec::CodecError;
+use crate::wire::handshake::{ArtifactRef, HandshakePacket, HandshakePacketError};
 use artifact::{
     artifact_hash, receipt, Commitment, Level, Proof, SessionParameters, DONE_KIND,
     PROTOCOL_VERSION,
 };
-use packet::{ArtifactRef, HandshakePacket};
 use rand_core::{CryptoRng, RngCore};
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
 
-pub use packet::peek_sender;
+pub use crate::wire::handshake::peek_sender;
 
 /// Why a received handshake packet (or one artifact in it) was dropped.
 /// Every drop is counted in [`HandshakeStats::drops`].
@@ -154,6 +154,26 @@ pub enum DropReason {
     Finished,
 }
 
+impl From<HandshakePacketError> for DropReason {
+    fn from(error: HandshakePacketError) -> Self {
+        match error {
+            HandshakePacketError::Truncated => DropReason::Truncated,
+            HandshakePacketError::Malformed => DropReason::Malformed,
+            HandshakePacketError::NotHandshake => DropReason::NotHandshake,
+            HandshakePacketError::UnsupportedVersion => DropReason::UnsupportedVersion,
+        }
+    }
+}
+
+impl From<CodecError> for DropReason {
+    fn from(error: CodecError) -> Self {
+        match error {
+            CodecError::Truncated => DropReason::Truncated,
+            CodecError::BadVarint => DropReason::Malformed,
+        }
+    }
+}
+
 impl DropReason {
     /// Every reason, for listing counters.
     pub const ALL: [DropReason; 15] = [
@@ -197,6 +217,31 @@ impl DropReason {
             DropReason::PrematureConfirmation => "premature_confirmation",
             DropReason::Finished => "finished",
         }
+    }
+}
+
+/// What one received packet did to a handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Received {
+    /// Artifacts of the peer accepted for the first time: the packet moved
+    /// the handshake on (so it came from the peer, not from a replay of
+    /// what we already hold).
+    pub new_artifacts: u32,
+    /// Why the packet, or its artifacts after the ones accepted, was
+    /// dropped.
+    pub dropped: Option<DropReason>,
+}
+
+impl Received {
+    /// `Err` with the drop reason if any part of the packet was dropped.
+    pub fn result(self) -> Result<(), DropReason> {
+        self.dropped.map_or(Ok(()), Err)
+    }
+
+    /// Whether the packet carried anything new.
+    pub fn progressed(self) -> bool {
+        self.new_artifacts > 0
     }
 }
 
@@ -570,18 +615,23 @@ impl Handshake {
         }
     }
 
-    /// Handles a received handshake datagram. Returns `Ok` when the packet
-    /// came from the peer and everything in it was valid (the caller may
-    /// treat it as authenticated for roaming), or the reason it, or one of
-    /// its artifacts, was dropped (also counted in [`Handshake::stats`]).
-    pub fn handle_packet(&mut self, now: Timestamp, datagram: &[u8]) -> Result<(), DropReason> {
+    /// Handles a received handshake datagram. Returns how many new artifacts
+    /// of the peer it carried (a packet that moved the handshake on came
+    /// from the peer: the caller may treat its source as authenticated for
+    /// roaming) and the reason it, or one of its artifacts, was dropped
+    /// (also counted in [`Handshake::stats`]).
+    pub fn handle_packet(&mut self, now: Timestamp, datagram: &[u8]) -> Received {
         self.stats.packets_received += 1;
         self.advance_time(now);
+        let accepted_before = self.stats.artifacts_accepted;
         let result = self.process_packet(now, datagram);
         if let Err(reason) = result {
             self.stats.count_drop(reason);
         }
-        result
+        Received {
+            new_artifacts: (self.stats.artifacts_accepted - accepted_before) as u32,
+            dropped: result.err(),
+        }
     }
 
     fn process_packet(&mut self, now: Timestamp, datagram: &[u8]) -> Result<(), DropReason> {
@@ -882,23 +932,24 @@ impl Handshake {
         self.advance_time(now);
     }
 
-    /// The next packet to send, if one is due at `now`.
-    pub fn poll_transmit(&mut self, now: Timestamp) -> Option<Vec<u8>> {
+    /// Appends the next packet to send to `buffer`, if one is due at
+    /// `now`, and returns its length.
+    pub fn poll_transmit(&mut self, now: Timestamp, buffer: &mut Vec<u8>) -> Option<usize> {
         self.advance_time(now);
         if self.next_send()? > now {
             return None;
         }
-        let packet = self.build_packet(now);
+        let size = self.build_packet(now, buffer);
         self.last_send = Some(now);
         self.answer_pending = false;
         self.stats.packets_sent += 1;
-        self.stats.bytes_sent += packet.len() as u64;
-        Some(packet)
+        self.stats.bytes_sent += size as u64;
+        Some(size)
     }
 
-    /// The packet we flood now: every proof of ours the peer has not shown
-    /// it holds, and our key confirmation once we hold RECEIPT.
-    fn build_packet(&self, now: Timestamp) -> Vec<u8> {
+    /// Appends the packet we flood now: every proof of ours the peer has
+    /// not shown it holds, and our key confirmation once we hold RECEIPT.
+    fn build_packet(&self, now: Timestamp, buffer: &mut Vec<u8>) -> usize {
         let first_needed = self.peer_holds.map_or(0, |held| held.index() + 1);
         let mut artifacts: Vec<ArtifactRef<'_>> = Level::ALL[first_needed.min(6)..]
             .iter()
@@ -931,6 +982,6 @@ impl Handshake {
             elapsed_ms,
             artifacts,
         }
-        .encode()
+        .encode(buffer)
     }
 }

@@ -86,7 +86,7 @@ impl Node for HandshakeNode {
     }
 
     fn poll_transmit(&mut self, now: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
-        let packet = self.handshake.poll_transmit(now)?;
+        let packet = transmit(&mut self.handshake, now)?;
         self.drain_events(now);
         self.largest_packet = self.largest_packet.max(packet.len());
         if let Some(record) = &mut self.record {
@@ -121,14 +121,14 @@ pub fn pump(
         let mut progressed = true;
         while progressed {
             progressed = false;
-            while let Some(packet) = a.poll_transmit(now) {
+            while let Some(packet) = transmit(a, now) {
                 sent.push((true, packet.clone()));
                 if let Some(p) = deliver(true, &packet) {
                     let _ = b.handle_packet(now, &p);
                 }
                 progressed = true;
             }
-            while let Some(packet) = b.poll_transmit(now) {
+            while let Some(packet) = transmit(b, now) {
                 sent.push((false, packet.clone()));
                 if let Some(p) = deliver(false, &packet) {
                     let _ = a.handle_packet(now, &p);
@@ -150,4 +150,11 @@ pub fn pump(
         }
     }
     panic!("pump did not settle");
+}
+
+/// The next packet `handshake` sends at `now`, in a buffer of its own.
+pub fn transmit(handshake: &mut Handshake, now: Timestamp) -> Option<Vec<u8>> {
+    let mut packet = Vec::new();
+    handshake.poll_transmit(now, &mut packet)?;
+    Some(packet)
 }

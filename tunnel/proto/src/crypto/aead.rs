@@ -1,13 +1,8 @@
 //! Packet protection for the data plane: sealing and opening every data
-//! packet with an AEAD under the per-direction session keys, and the
-//! sliding replay window that also discards flooded duplicates.
-//!
-//! # Wire layout
-//!
-//! ```text
-//! [type 0x02: u8][session_id: u64 BE][packet number: u64 BE]   header, in clear, authenticated (AAD)
-//! [ciphertext of the body ...][tag: 16 bytes]                   AEAD-sealed body
-//! ```
+//! packet with an AEAD under the per-direction session keys, in the
+//! caller's buffer (no copies), with the replay window ([`super::replay`])
+//! that also discards flooded duplicates. The layout of the clear header is
+//! [`crate::wire::data`].
 //!
 //! The overhead per packet is therefore [`PROTECTION_OVERHEAD`] = 17 bytes
 //! of header + 16 bytes of tag = **33 bytes** (plus the 28 bytes of IPv4 and
@@ -23,21 +18,14 @@
 //! instructions ([`AeadAlgorithm::preferred_for_this_cpu`]). Both ends must
 //! use the same one; the choice belongs to the session set-up.
 
-use crate::keys::SessionKeys;
-use crate::wire::PACKET_TYPE_DATA;
+use super::keys::SessionKeys;
+use super::replay::ReplayWindow;
+use crate::wire::data::{DataHeader, DataHeaderError, HEADER_LEN, TAG_LEN};
 use ring::aead;
 use thiserror::Error;
 
-/// Bytes of clear header in front of every data packet: type, session id,
-/// packet number.
-pub const HEADER_LEN: usize = 1 + 8 + 8;
-/// Bytes of the AEAD authentication tag at the end of every data packet.
-pub const TAG_LEN: usize = 16;
 /// Total bytes that protection adds to a packet body.
 pub const PROTECTION_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
-/// How many packet numbers below the highest one seen are still accepted
-/// (once each). Older packets are dropped as stale.
-pub const REPLAY_WINDOW_PACKETS: u64 = 8192;
 
 /// The authenticated cipher that seals data packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -101,7 +89,7 @@ pub enum OpenError {
     /// Shorter than a header plus a tag.
     #[error("datagram too short to be a data packet")]
     Truncated,
-    /// The first byte is not [`PACKET_TYPE_DATA`].
+    /// The first byte is not the data packet type.
     #[error("not a data packet")]
     NotData,
     /// The session id in the header is not one we hold keys for.
@@ -124,38 +112,18 @@ pub enum SealError {
     /// All 2^64 − 1 packet numbers of this key are used: rekey.
     #[error("packet numbers exhausted; the session must be rekeyed")]
     PacketNumbersExhausted,
+    /// The buffer passed to [`PacketSealer::seal_in_place`] has no room
+    /// reserved for the header.
+    #[error("no room reserved for the packet header")]
+    NoRoomForHeader,
 }
 
-/// The clear header of a data packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PacketHeader {
-    /// Which session's keys sealed the packet.
-    pub session_id: u64,
-    /// The packet number, also the AEAD nonce.
-    pub packet_number: u64,
-}
-
-impl PacketHeader {
-    /// Reads the clear header of a data packet without authenticating it.
-    pub fn parse(datagram: &[u8]) -> Result<Self, OpenError> {
-        if datagram.len() < HEADER_LEN + TAG_LEN {
-            return Err(OpenError::Truncated);
+impl From<DataHeaderError> for OpenError {
+    fn from(error: DataHeaderError) -> Self {
+        match error {
+            DataHeaderError::Truncated => OpenError::Truncated,
+            DataHeaderError::NotData => OpenError::NotData,
         }
-        if datagram[0] != PACKET_TYPE_DATA {
-            return Err(OpenError::NotData);
-        }
-        let session_id = u64::from_be_bytes(datagram[1..9].try_into().unwrap_or([0; 8]));
-        let packet_number = u64::from_be_bytes(datagram[9..17].try_into().unwrap_or([0; 8]));
-        Ok(PacketHeader {
-            session_id,
-            packet_number,
-        })
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        out.push(PACKET_TYPE_DATA);
-        out.extend_from_slice(&self.session_id.to_be_bytes());
-        out.extend_from_slice(&self.packet_number.to_be_bytes());
     }
 }
 
@@ -203,23 +171,28 @@ impl PacketSealer {
         self.next_packet_number
     }
 
-    /// Writes a whole protected packet (header, sealed `body`, tag) into
-    /// `out`, replacing its contents, and returns its packet number.
-    pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<u64, SealError> {
+    /// Seals a packet in place. `out[start..]` holds [`HEADER_LEN`] bytes
+    /// of room for the header followed by the plaintext body; the header is
+    /// written, the body encrypted where it lies and the tag appended.
+    /// Returns the packet number. `out` must hold at least the header room
+    /// past `start`.
+    pub fn seal_in_place(&mut self, out: &mut Vec<u8>, start: usize) -> Result<u64, SealError> {
         let packet_number = self.next_packet_number;
         if packet_number == u64::MAX {
             return Err(SealError::PacketNumbersExhausted);
         }
+        if out.len() < start + HEADER_LEN {
+            return Err(SealError::NoRoomForHeader);
+        }
         self.next_packet_number += 1;
-        out.clear();
-        out.reserve(body.len() + PROTECTION_OVERHEAD);
-        PacketHeader {
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        DataHeader {
             session_id: self.session_id,
             packet_number,
         }
-        .write(out);
-        out.extend_from_slice(body);
-        let (header, in_out) = out.split_at_mut(HEADER_LEN);
+        .encode(&mut header);
+        out[start..start + HEADER_LEN].copy_from_slice(&header);
+        let (header, in_out) = out[start..].split_at_mut(HEADER_LEN);
         let tag = self
             .key
             .seal_in_place_separate_tag(nonce(packet_number), aead::Aad::from(&*header), in_out)
@@ -227,87 +200,20 @@ impl PacketSealer {
         out.extend_from_slice(tag.as_ref());
         Ok(packet_number)
     }
-}
 
-/// Which packet numbers have been accepted: the highest one and a bitmap of
-/// the [`REPLAY_WINDOW_PACKETS`] below it.
-#[derive(Clone, Debug)]
-pub struct ReplayWindow {
-    highest: Option<u64>,
-    bits: Vec<u64>,
-}
-
-impl Default for ReplayWindow {
-    fn default() -> Self {
-        ReplayWindow {
-            highest: None,
-            bits: vec![0; (REPLAY_WINDOW_PACKETS / 64) as usize],
+    /// Writes a whole protected packet (header, sealed `body`, tag) into
+    /// `out`, replacing its contents, and returns its packet number.
+    /// (Copies `body`; the data plane builds its bodies in place and uses
+    /// [`PacketSealer::seal_in_place`].)
+    pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<u64, SealError> {
+        out.clear();
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(body);
+        let result = self.seal_in_place(out, 0);
+        if result.is_err() {
+            out.clear();
         }
-    }
-}
-
-impl ReplayWindow {
-    /// Whether `packet_number` would be accepted (not yet seen, not stale).
-    /// Does not record it: call [`ReplayWindow::mark`] once the packet has
-    /// authenticated.
-    pub fn check(&self, packet_number: u64) -> Result<(), OpenError> {
-        let Some(highest) = self.highest else {
-            return Ok(());
-        };
-        if packet_number > highest {
-            return Ok(());
-        }
-        if highest - packet_number >= REPLAY_WINDOW_PACKETS {
-            return Err(OpenError::Stale);
-        }
-        if self.is_set(packet_number) {
-            Err(OpenError::Replayed)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Records `packet_number` as accepted. Call only after
-    /// [`ReplayWindow::check`] passed and the packet authenticated.
-    pub fn mark(&mut self, packet_number: u64) {
-        match self.highest {
-            None => {
-                self.highest = Some(packet_number);
-            }
-            Some(highest) if packet_number > highest => {
-                let advance = packet_number - highest;
-                if advance >= REPLAY_WINDOW_PACKETS {
-                    self.bits.iter_mut().for_each(|word| *word = 0);
-                } else {
-                    for cleared in (highest + 1)..packet_number {
-                        self.clear(cleared);
-                    }
-                }
-                self.highest = Some(packet_number);
-            }
-            Some(_) => {}
-        }
-        self.set(packet_number);
-    }
-
-    fn slot(packet_number: u64) -> (usize, u64) {
-        let index = packet_number % REPLAY_WINDOW_PACKETS;
-        ((index / 64) as usize, 1u64 << (index % 64))
-    }
-
-    fn is_set(&self, packet_number: u64) -> bool {
-        let (word, bit) = Self::slot(packet_number);
-        self.bits[word] & bit != 0
-    }
-
-    fn set(&mut self, packet_number: u64) {
-        let (word, bit) = Self::slot(packet_number);
-        self.bits[word] |= bit;
-    }
-
-    fn clear(&mut self, packet_number: u64) {
-        let (word, bit) = Self::slot(packet_number);
-        self.bits[word] &= !bit;
+        result
     }
 }
 
@@ -344,25 +250,42 @@ impl PacketOpener {
         self.session_id
     }
 
-    /// Authenticates and decrypts `datagram`. On success returns the packet
-    /// number and the plaintext body (borrowed from an internal buffer
-    /// until the next call).
-    pub fn open(&mut self, datagram: &[u8]) -> Result<(u64, &[u8]), OpenError> {
-        let header = PacketHeader::parse(datagram)?;
+    /// Authenticates and decrypts `datagram` in place. On success returns
+    /// the packet number and the plaintext body, which lies inside
+    /// `datagram` (the ciphertext is overwritten). A packet that fails is
+    /// left in an unspecified state.
+    pub fn open_in_place<'a>(
+        &mut self,
+        datagram: &'a mut [u8],
+    ) -> Result<(u64, &'a [u8]), OpenError> {
+        let header = DataHeader::parse(datagram)?;
         if header.session_id != self.session_id {
             return Err(OpenError::UnknownSession);
         }
         self.window.check(header.packet_number)?;
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&datagram[HEADER_LEN..]);
-        let aad = aead::Aad::from(&datagram[..HEADER_LEN]);
-        let plain_len = self
+        let (clear, sealed) = datagram.split_at_mut(HEADER_LEN);
+        let aad = aead::Aad::from(&*clear);
+        let body = self
             .key
-            .open_in_place(nonce(header.packet_number), aad, &mut self.scratch)
-            .map_err(|_| OpenError::Forged)?
-            .len();
+            .open_in_place(nonce(header.packet_number), aad, sealed)
+            .map_err(|_| OpenError::Forged)?;
         self.window.mark(header.packet_number);
-        Ok((header.packet_number, &self.scratch[..plain_len]))
+        Ok((header.packet_number, &*body))
+    }
+
+    /// Like [`PacketOpener::open_in_place`], on a copy of `datagram` in an
+    /// internal buffer (for callers that cannot lend a mutable buffer).
+    pub fn open(&mut self, datagram: &[u8]) -> Result<(u64, &[u8]), OpenError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(datagram);
+        let result = self
+            .open_in_place(&mut scratch)
+            .map(|(packet_number, body)| (packet_number, body.len()));
+        self.scratch = scratch;
+        let (packet_number, len) = result?;
+        let start = HEADER_LEN;
+        Ok((packet_number, &self.scratch[start..start + len]))
     }
 }
 
@@ -370,6 +293,32 @@ impl PacketOpener {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn sealing_in_place_after_other_bytes_opens_in_place() {
+        for algorithm in [AeadAlgorithm::Aes256Gcm, AeadAlgorithm::ChaCha20Poly1305] {
+            let (a, b) = keys();
+            let mut sealer = PacketSealer::new(algorithm, &a);
+            let mut opener = PacketOpener::new(algorithm, &b);
+            let mut buffer = b"earlier datagram".to_vec();
+            let start = buffer.len();
+            buffer.resize(start + HEADER_LEN, 0);
+            buffer.extend_from_slice(b"body bytes");
+            assert_eq!(sealer.seal_in_place(&mut buffer, start), Ok(0));
+            assert_eq!(&buffer[..start], b"earlier datagram");
+            assert_eq!(buffer.len(), start + 10 + PROTECTION_OVERHEAD);
+            let packet = &mut buffer[start..];
+            assert_eq!(
+                opener.open_in_place(packet).unwrap(),
+                (0, &b"body bytes"[..])
+            );
+            let mut short = vec![0u8; 3];
+            assert_eq!(
+                sealer.seal_in_place(&mut short, 0),
+                Err(SealError::NoRoomForHeader)
+            );
+        }
+    }
 
     fn keys() -> (SessionKeys, SessionKeys) {
         let a = SessionKeys {
@@ -403,22 +352,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn window_accepts_reordering_rejects_stale() {
-        let mut window = ReplayWindow::default();
-        window.mark(10_000);
-        assert_eq!(window.check(9_999), Ok(()));
-        window.mark(9_999);
-        assert_eq!(window.check(9_999), Err(OpenError::Replayed));
-        assert_eq!(
-            window.check(10_000 - REPLAY_WINDOW_PACKETS),
-            Err(OpenError::Stale)
-        );
-        window.mark(10_000 + REPLAY_WINDOW_PACKETS + 5);
-        assert_eq!(window.check(10_000), Err(OpenError::Stale));
-        assert_eq!(window.check(10_000 + REPLAY_WINDOW_PACKETS + 1), Ok(()));
-    }
-
     proptest! {
         #[test]
         fn random_bytes_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -440,19 +373,6 @@ mod tests {
             // Truncations too.
             packet[index] ^= flip;
             prop_assert!(opener.open(&packet[..index]).is_err());
-        }
-
-        #[test]
-        fn window_accepts_each_number_once(numbers in proptest::collection::vec(0u64..20_000, 0..300)) {
-            let mut window = ReplayWindow::default();
-            let mut seen = std::collections::HashSet::new();
-            for n in numbers {
-                match window.check(n) {
-                    Ok(()) => { prop_assert!(seen.insert(n)); window.mark(n); }
-                    Err(OpenError::Replayed) => prop_assert!(seen.contains(&n)),
-                    Err(_) => {}
-                }
-            }
         }
     }
 }

@@ -1,16 +1,13 @@
-//! Cryptographic building blocks of the handshake: identities (Ed25519),
-//! domain-separated hashing of proof artifacts, the HKDF derivation of
-//! session keys from the X25519 shared secret, and the key-confirmation
-//! tag.
+//! Derivations of the handshake: domain-separated hashing of proof
+//! artifacts, the HKDF derivation of session keys from the X25519 shared
+//! secret, and the key-confirmation tag.
 //!
 //! Everything here is deterministic given its inputs; randomness (nonces,
-//! ephemeral keys) is drawn by the caller's RNG in [`crate::handshake`].
+//! ephemeral keys) is drawn by the caller's RNG in the handshake.
 
-use crate::keys::SessionKeys;
+use super::keys::SessionKeys;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
-
-pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -60,7 +57,7 @@ pub fn derive_session_secrets(
     let (first_confirms, second_confirms) = (take(2), take(3));
     let mut session_id = [0u8; 8];
     session_id.copy_from_slice(&okm[128..136]);
-    let session_id = u64::from_le_bytes(session_id);
+    let session_id = u64::from_be_bytes(session_id);
     if we_are_first {
         DerivedSecrets {
             session_keys: SessionKeys {

@@ -32,20 +32,30 @@
 //!   not flooded forever.
 
 use crate::class::DeliveryClass;
+use crate::crypto::aead::OpenError;
+use crate::crypto::keys::SessionKeys;
 use crate::crypto::{SigningKey, VerifyingKey};
 use crate::delivery::{DataPlane, DataPlaneConfig, DataPlaneStats, FlowId, SendError};
 use crate::handshake::{
-    peek_sender, DropReason, Handshake, HandshakeConfig, HandshakeEvent, HandshakeStats,
+    peek_sender, DropReason as HandshakeDrop, Handshake, HandshakeConfig, HandshakeEvent,
+    HandshakeStats,
 };
 use crate::time::Timestamp;
+use crate::wire::data::DataHeader;
 use crate::wire::{PACKET_TYPE_DATA, PACKET_TYPE_HANDSHAKE};
+use peer::Peer;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use session::Session;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Index of a peer in the order it was given to [`Endpoint::new`].
+mod peer;
+mod session;
+
+/// Index of a peer among those given to [`Endpoint::new`], in their order,
+/// skipping any that were refused (our own key, or a duplicate).
 pub type PeerId = usize;
 
 /// Settings of an endpoint.
@@ -96,13 +106,52 @@ pub struct PeerSettings {
     pub endpoint: Option<SocketAddr>,
 }
 
-/// A datagram to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A datagram [`Endpoint::poll_transmit`] appended to the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// Where to.
+    /// Where to send it.
     pub destination: SocketAddr,
-    /// The UDP payload.
-    pub payload: Vec<u8>,
+    /// Its length: the last `size` bytes of the buffer.
+    pub size: usize,
+}
+
+/// What [`Endpoint::handle_datagram`] did with a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatagramOutcome {
+    /// An authentic, fresh data packet of `peer`'s session.
+    Data {
+        /// Whose.
+        peer: PeerId,
+        /// The session whose keys opened it.
+        session_id: u64,
+    },
+    /// A handshake packet from `peer` (its identity key is configured).
+    Handshake {
+        /// Whose.
+        peer: PeerId,
+        /// It carried proofs not seen before (it moved a handshake on, or
+        /// started one as responder).
+        progressed: bool,
+        /// Why it, or part of it, was dropped.
+        dropped: Option<HandshakeDrop>,
+    },
+    /// Dropped before any peer state took it.
+    Dropped(EndpointDrop),
+}
+
+/// Why a datagram was dropped before any peer's state took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointDrop {
+    /// Neither a handshake nor a data packet.
+    NotTgp,
+    /// A data packet too short to carry its header and tag.
+    Truncated,
+    /// A handshake packet from an identity we do not know.
+    UnknownPeer,
+    /// A data packet of a session no peer has.
+    UnknownSession,
+    /// A data packet of a peer's session that did not open.
+    Data(OpenError),
 }
 
 /// A segment that arrived through a session.
@@ -165,6 +214,8 @@ pub enum Event {
 pub struct EndpointDrops {
     /// Neither a handshake nor a data packet.
     pub not_tgp: u64,
+    /// Data packets too short for a header and a tag.
+    pub truncated: u64,
     /// A handshake packet from an identity we do not know.
     pub unknown_peer: u64,
     /// A data packet of a session no peer has.
@@ -212,36 +263,6 @@ pub struct PeerStatus {
     pub pending_packets: usize,
 }
 
-struct Session {
-    data: DataPlane,
-    session_id: u64,
-    started_at: Timestamp,
-    reported_silent: bool,
-    /// When we first sent something after last hearing from the peer.
-    first_unanswered_send: Option<Timestamp>,
-}
-
-struct Peer {
-    settings: PeerSettings,
-    identity_bytes: [u8; 32],
-    endpoint: Option<SocketAddr>,
-    handshake: Option<Handshake>,
-    /// The previous handshake, replaced after it built RECEIPT: it keeps
-    /// answering the peer's retransmissions of its session until it
-    /// finishes, so the peer can still complete (the margin's guarantee).
-    lingering: Option<Handshake>,
-    last_handshake_stats: Option<HandshakeStats>,
-    session: Option<Session>,
-    /// Session ids still mapped to this peer (the current one and, during
-    /// a rekey's grace time, older ones).
-    session_ids: Vec<(u64, Option<Timestamp>)>,
-    pending: VecDeque<(FlowId, DeliveryClass, Vec<u8>)>,
-    retry_at: Option<Timestamp>,
-    failed_attempts: u32,
-    newest_peer_commitment: u64,
-    sessions_started: u64,
-}
-
 /// All peers on one socket. See the module documentation.
 pub struct Endpoint {
     identity: SigningKey,
@@ -257,7 +278,6 @@ pub struct Endpoint {
     deliveries: VecDeque<Delivery>,
     drops: EndpointDrops,
     next_transmitter: usize,
-    transmit_buffer: Vec<u8>,
 }
 
 impl Endpoint {
@@ -289,7 +309,6 @@ impl Endpoint {
             deliveries: VecDeque::new(),
             drops: EndpointDrops::default(),
             next_transmitter: 0,
-            transmit_buffer: Vec::new(),
         };
         for settings in peers {
             let identity_bytes = settings.identity.to_bytes();
@@ -301,24 +320,10 @@ impl Endpoint {
             }
             let id = endpoint.peers.len();
             endpoint.by_identity.insert(identity_bytes, id);
-            endpoint.peers.push(Peer {
-                endpoint: settings.endpoint,
-                settings,
-                identity_bytes,
-                handshake: None,
-                lingering: None,
-                last_handshake_stats: None,
-                session: None,
-                session_ids: Vec::new(),
-                pending: VecDeque::new(),
-                retry_at: None,
-                failed_attempts: 0,
-                newest_peer_commitment: 0,
-                sessions_started: 0,
-            });
+            endpoint.peers.push(Peer::new(settings));
         }
         for peer in 0..endpoint.peers.len() {
-            if endpoint.peers[peer].endpoint.is_some() {
+            if endpoint.peers[peer].address.is_some() {
                 endpoint.start_handshake(now, peer, false);
             }
         }
@@ -358,7 +363,7 @@ impl Endpoint {
         Some(PeerStatus {
             identity: p.identity_bytes,
             state,
-            endpoint: p.endpoint,
+            endpoint: p.address,
             session_id: p.session.as_ref().map(|s| s.session_id),
             data: p.session.as_ref().map(|s| s.data.stats().clone()),
             handshake: p
@@ -409,10 +414,6 @@ impl Endpoint {
         }
     }
 
-    fn handshake_running(&self, peer: PeerId) -> bool {
-        self.peers[peer].handshake_in_progress()
-    }
-
     /// Hands an IP packet from the TUN to `peer`'s session. Without a
     /// usable session the packet is held (up to a limit) and a handshake
     /// starts if the peer's address is known.
@@ -435,12 +436,12 @@ impl Endpoint {
             }
             return result;
         }
-        if p.endpoint.is_none() || p.pending.len() >= self.config.pending_packet_limit {
+        if p.address.is_none() || p.pending.len() >= self.config.pending_packet_limit {
             self.drops.no_session += 1;
             return Ok(());
         }
         p.pending.push_back((flow, class, packet.to_vec()));
-        if !self.handshake_running(peer) && self.peers[peer].retry_at.is_none() {
+        if !p.handshake_in_progress() && p.retry_at.is_none() {
             self.start_handshake(now, peer, false);
         }
         Ok(())
@@ -475,63 +476,104 @@ impl Endpoint {
         session.data.send_stream_segment(now, flow, bytes)
     }
 
-    /// Handles a datagram that arrived on the socket from `from`.
-    pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        match datagram.first() {
+    /// Handles a datagram that arrived on the socket from `from`. A data
+    /// packet is opened in place (the buffer is overwritten). Returns what
+    /// became of it; drops are also counted.
+    pub fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> DatagramOutcome {
+        let outcome = match datagram.first() {
             Some(&PACKET_TYPE_HANDSHAKE) => self.handle_handshake_packet(now, from, datagram),
             Some(&PACKET_TYPE_DATA) => self.handle_data_packet(now, from, datagram),
-            _ => self.drops.not_tgp += 1,
+            _ => DatagramOutcome::Dropped(EndpointDrop::NotTgp),
+        };
+        if let DatagramOutcome::Dropped(reason) = outcome {
+            let drops = &mut self.drops;
+            match reason {
+                EndpointDrop::NotTgp => drops.not_tgp += 1,
+                EndpointDrop::Truncated => drops.truncated += 1,
+                EndpointDrop::UnknownPeer => drops.unknown_peer += 1,
+                EndpointDrop::UnknownSession => drops.unknown_session += 1,
+                // Counted by the session's data plane.
+                EndpointDrop::Data(_) => {}
+            }
         }
+        outcome
     }
 
-    fn handle_handshake_packet(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
+    fn handle_handshake_packet(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> DatagramOutcome {
         let Some(peer) = peek_sender(datagram)
             .ok()
             .and_then(|key| self.peer_by_identity(&key))
         else {
-            self.drops.unknown_peer += 1;
-            return;
+            return DatagramOutcome::Dropped(EndpointDrop::UnknownPeer);
         };
         if let Some(lingering) = &mut self.peers[peer].lingering {
             // Packets of the old session are answered there; others are
             // refused there without effect.
             let _ = lingering.handle_packet(now, datagram);
         }
+        let (mut progressed, mut dropped) = (false, None);
         let needs_new_handshake = match &mut self.peers[peer].handshake {
             Some(handshake) if !handshake.is_finished() => {
-                let accepted_before = handshake.stats().artifacts_accepted;
-                let result = handshake.handle_packet(now, datagram);
-                let progressed = handshake.stats().artifacts_accepted > accepted_before;
+                let received = handshake.handle_packet(now, datagram);
+                progressed = received.progressed();
+                dropped = received.dropped;
                 if progressed {
                     self.note_authentic_source(peer, from);
                 }
-                result == Err(DropReason::NewerCommitment)
+                received.dropped == Some(HandshakeDrop::NewerCommitment)
             }
             _ => true,
         };
         if needs_new_handshake {
-            self.try_responder(now, peer, from, datagram);
+            if self.try_responder(now, peer, from, datagram) {
+                progressed = true;
+                dropped = None;
+            } else {
+                dropped = Some(HandshakeDrop::StaleCommitment);
+            }
         }
         self.drain_handshake_events(now, peer);
+        DatagramOutcome::Handshake {
+            peer,
+            progressed,
+            dropped,
+        }
     }
 
     /// The peer began a handshake we have no live state for: answer it
     /// with a new one, but only if its commitment verifies and is newer
-    /// than any seen from this peer.
-    fn try_responder(&mut self, now: Timestamp, peer: PeerId, from: SocketAddr, datagram: &[u8]) {
+    /// than any seen from this peer. Returns whether it did.
+    fn try_responder(
+        &mut self,
+        now: Timestamp,
+        peer: PeerId,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
         let Some(mut candidate) = self.new_handshake(now, peer, true) else {
-            return;
+            return false;
         };
         let _ = candidate.handle_packet(now, datagram);
         let commitment_time = candidate.peer_commitment_time().unwrap_or(0);
         if commitment_time <= self.peers[peer].newest_peer_commitment {
             self.drops.stale_handshake += 1;
-            return;
+            return false;
         }
         let p = &mut self.peers[peer];
         p.newest_peer_commitment = commitment_time;
         p.replace_handshake(candidate);
         self.note_authentic_source(peer, from);
+        true
     }
 
     fn note_authentic_source(&mut self, peer: PeerId, from: SocketAddr) {
@@ -539,8 +581,8 @@ impl Endpoint {
         if let Some(time) = p.handshake.as_ref().and_then(|h| h.peer_commitment_time()) {
             p.newest_peer_commitment = p.newest_peer_commitment.max(time);
         }
-        if p.endpoint != Some(from) {
-            let old = p.endpoint.replace(from);
+        if p.address != Some(from) {
+            let old = p.address.replace(from);
             self.events.push_back(Event::PeerMoved {
                 peer,
                 from: old,
@@ -549,38 +591,43 @@ impl Endpoint {
         }
     }
 
-    fn handle_data_packet(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        let session_id = datagram
-            .get(1..9)
-            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-        let Some(peer) = session_id.and_then(|id| self.by_session.get(&id).copied()) else {
-            self.drops.unknown_session += 1;
-            return;
+    fn handle_data_packet(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> DatagramOutcome {
+        let Ok(header) = DataHeader::parse(datagram) else {
+            return DatagramOutcome::Dropped(EndpointDrop::Truncated);
         };
-        let Some(session) = &mut self.peers[peer].session else {
-            self.drops.unknown_session += 1;
-            return;
+        let Some(&peer) = self.by_session.get(&header.session_id) else {
+            return DatagramOutcome::Dropped(EndpointDrop::UnknownSession);
         };
-        let authentic_before = authentic_packets(session.data.stats());
-        session.data.handle_datagram(now, datagram);
-        let authentic = authentic_packets(session.data.stats()) > authentic_before;
-        if authentic {
-            session.reported_silent = false;
-            session.first_unanswered_send = None;
-            let current = session.session_id;
-            while let Some(delivered) = session.data.poll_delivery() {
-                self.deliveries.push_back(Delivery {
-                    peer,
-                    flow: delivered.flow,
-                    segment: delivered.segment,
-                });
+        let p = &mut self.peers[peer];
+        let Some(session) = &mut p.session else {
+            return DatagramOutcome::Dropped(EndpointDrop::UnknownSession);
+        };
+        let received = match session.data.handle_datagram(now, datagram) {
+            Ok(received) => received,
+            Err(error) => return DatagramOutcome::Dropped(EndpointDrop::Data(error)),
+        };
+        session.heard_from_peer();
+        while let Some(delivered) = session.data.poll_delivery() {
+            self.deliveries.push_back(Delivery {
+                peer,
+                flow: delivered.flow,
+                segment: delivered.segment,
+            });
+        }
+        if received.session_id == session.session_id {
+            if let Some(handshake) = &mut p.handshake {
+                handshake.peer_confirmed();
             }
-            if session_id == Some(current) {
-                if let Some(handshake) = &mut self.peers[peer].handshake {
-                    handshake.peer_confirmed();
-                }
-            }
-            self.note_authentic_source(peer, from);
+        }
+        self.note_authentic_source(peer, from);
+        DatagramOutcome::Data {
+            peer,
+            session_id: received.session_id,
         }
     }
 
@@ -613,45 +660,30 @@ impl Endpoint {
         }
     }
 
-    fn session_usable(&mut self, now: Timestamp, peer: PeerId, keys: crate::keys::SessionKeys) {
-        let grace_end = now + self.config.data_plane.rekey_grace;
+    fn session_usable(&mut self, now: Timestamp, peer: PeerId, keys: SessionKeys) {
         let p = &mut self.peers[peer];
         let continued = p.handshake.as_ref().and_then(|h| h.continued_session());
         let session_id = keys.session_id;
         p.failed_attempts = 0;
         let rekeyed = match &mut p.session {
             Some(session) if continued == Some(session.session_id) => {
-                session.data.rekey(now, keys);
-                session.session_id = session_id;
-                session.started_at = now;
-                session.reported_silent = false;
-                session.first_unanswered_send = None;
-                for (_, retire) in &mut p.session_ids {
-                    retire.get_or_insert(grace_end);
-                }
+                session.rekey(now, keys);
                 true
             }
             _ => {
-                if p.session.is_some() {
+                if let Some(old) = p.session.take() {
                     self.events.push_back(Event::SessionDown {
                         peer,
                         reason: DownReason::Replaced,
                     });
+                    for id in old.ids() {
+                        self.by_session.remove(id);
+                    }
                 }
-                for (old, _) in p.session_ids.drain(..) {
-                    self.by_session.remove(&old);
-                }
-                p.session = Some(Session {
-                    data: DataPlane::new(now, keys, self.config.data_plane.clone()),
-                    session_id,
-                    started_at: now,
-                    reported_silent: false,
-                    first_unanswered_send: None,
-                });
+                p.session = Some(Session::new(now, keys, self.config.data_plane.clone()));
                 false
             }
         };
-        p.session_ids.push((session_id, None));
         p.sessions_started += 1;
         self.by_session.insert(session_id, peer);
         self.events.push_back(Event::SessionUp {
@@ -673,12 +705,13 @@ impl Endpoint {
         }
     }
 
-    /// The next datagram to send, if any is due. Peers take turns.
-    pub fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit> {
+    /// Appends the next datagram to send, if any is due, to `buffer` and
+    /// returns where it goes and its length. Peers take turns.
+    pub fn poll_transmit(&mut self, now: Timestamp, buffer: &mut Vec<u8>) -> Option<Transmit> {
         let count = self.peers.len();
         for offset in 0..count {
             let peer = (self.next_transmitter + offset) % count;
-            if let Some(transmit) = self.poll_peer_transmit(now, peer) {
+            if let Some(transmit) = self.poll_peer_transmit(now, peer, buffer) {
                 self.next_transmitter = (peer + 1) % count;
                 return Some(transmit);
             }
@@ -686,48 +719,46 @@ impl Endpoint {
         None
     }
 
-    fn poll_peer_transmit(&mut self, now: Timestamp, peer: PeerId) -> Option<Transmit> {
+    fn poll_peer_transmit(
+        &mut self,
+        now: Timestamp,
+        peer: PeerId,
+        buffer: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        let start = buffer.len();
         let p = &mut self.peers[peer];
         if let Some(lingering) = &mut p.lingering {
-            if let Some(payload) = lingering.poll_transmit(now) {
+            if let Some(size) = lingering.poll_transmit(now, buffer) {
                 while lingering.poll_event().is_some() {}
-                if let Some(destination) = p.endpoint {
-                    return Some(Transmit {
-                        destination,
-                        payload,
-                    });
+                match p.address {
+                    Some(destination) => return Some(Transmit { destination, size }),
+                    None => buffer.truncate(start),
                 }
             }
         }
         if let Some(handshake) = &mut p.handshake {
-            if let Some(payload) = handshake.poll_transmit(now) {
+            if let Some(size) = handshake.poll_transmit(now, buffer) {
                 self.drain_handshake_events(now, peer);
-                let p = &self.peers[peer];
                 // A responder always knows the address; an initiator only
                 // starts with one. Without one the packet has nowhere to go.
-                return p.endpoint.map(|destination| Transmit {
-                    destination,
-                    payload,
-                });
+                let destination = self.peers[peer].address;
+                if destination.is_none() {
+                    buffer.truncate(start);
+                }
+                return destination.map(|destination| Transmit { destination, size });
             }
         }
         let p = &mut self.peers[peer];
-        let destination = p.endpoint?;
+        let destination = p.address?;
         let session = p.session.as_mut()?;
-        self.transmit_buffer.clear();
-        if session.data.poll_transmit(now, &mut self.transmit_buffer) {
-            session.first_unanswered_send.get_or_insert(now);
-            return Some(Transmit {
-                destination,
-                payload: self.transmit_buffer.clone(),
-            });
-        }
-        None
+        let size = session.data.poll_transmit(now, buffer)?;
+        session.first_unanswered_send.get_or_insert(now);
+        Some(Transmit { destination, size })
     }
 
-    /// The next IP packet that arrived through a session, with its peer.
-    /// (Sessions deliver only while handling a datagram or a timeout, and
-    /// both drain what they delivered into this queue.)
+    /// The next segment that arrived through a session, with its peer and
+    /// flow. (Sessions deliver only while handling a datagram or a timeout,
+    /// and both drain what they delivered into this queue.)
     pub fn poll_delivery(&mut self) -> Option<Delivery> {
         self.deliveries.pop_front()
     }
@@ -737,32 +768,22 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    fn we_rekey(&self, peer: &Peer) -> bool {
+        self.own_identity < peer.identity_bytes
+    }
+
     /// When [`Endpoint::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.peers
             .iter()
             .flat_map(|p| {
-                // Timers that start a handshake sleep while one runs or a
-                // retry is scheduled (the retry timer covers that case).
-                let may_start =
-                    p.endpoint.is_some() && p.retry_at.is_none() && !p.handshake_in_progress();
-                let rekey = p
-                    .session
-                    .as_ref()
-                    .filter(|_| may_start && self.own_identity < p.identity_bytes)
-                    .map(|s| s.started_at + self.config.rekey_interval);
                 [
                     p.handshake.as_ref().and_then(|h| h.poll_timeout()),
                     p.lingering.as_ref().and_then(|h| h.poll_timeout()),
                     p.session.as_ref().and_then(|s| s.data.poll_timeout()),
                     p.retry_at,
-                    rekey,
-                    p.session
-                        .as_ref()
-                        .and_then(|s| s.first_unanswered_send)
-                        .filter(|_| may_start)
-                        .map(|t| t + self.config.unresponsive_timeout),
-                    p.session_ids.iter().filter_map(|(_, retire)| *retire).min(),
+                    p.rekey_at(self.config.rekey_interval, self.we_rekey(p)),
+                    p.unanswered_at(self.config.unresponsive_timeout),
                 ]
             })
             .flatten()
@@ -796,26 +817,21 @@ impl Endpoint {
                         segment: delivered.segment,
                     });
                 }
-            }
-            // Old session ids whose grace time is over.
-            let retired: Vec<u64> = p
-                .session_ids
-                .iter()
-                .filter(|(_, retire)| retire.is_some_and(|t| t <= now))
-                .map(|(id, _)| *id)
-                .collect();
-            p.session_ids.retain(|(id, _)| !retired.contains(id));
-            for id in retired {
-                self.by_session.remove(&id);
+                // Old session ids whose keys the data plane retired.
+                for id in session.retire_ids() {
+                    self.by_session.remove(&id);
+                }
             }
             self.check_liveness_and_timers(now, peer);
         }
     }
 
     fn check_liveness_and_timers(&mut self, now: Timestamp, peer: PeerId) {
-        let running = self.handshake_running(peer);
-        let we_rekey = self.own_identity < self.peers[peer].identity_bytes;
+        let rekey_at =
+            self.peers[peer].rekey_at(self.config.rekey_interval, self.we_rekey(&self.peers[peer]));
+        let unanswered_at = self.peers[peer].unanswered_at(self.config.unresponsive_timeout);
         let p = &mut self.peers[peer];
+        let running = p.handshake_in_progress();
         let mut start = false;
         if let Some(session) = &mut p.session {
             if !session.reported_silent && session.data.peer_is_silent(now) {
@@ -824,18 +840,14 @@ impl Endpoint {
                     peer,
                     reason: DownReason::PeerSilent,
                 });
-                start = p.endpoint.is_some() && !running;
+                start = p.address.is_some() && !running;
             }
-            let unanswered = session
-                .first_unanswered_send
-                .is_some_and(|t| now - t >= self.config.unresponsive_timeout);
-            if unanswered && !running && p.endpoint.is_some() && p.retry_at.is_none() {
+            if unanswered_at.is_some_and(|t| t <= now) {
                 // Whatever the outcome, do not fire again for this silence.
                 session.first_unanswered_send = None;
                 start = true;
             }
-            let due = session.started_at + self.config.rekey_interval;
-            if we_rekey && now >= due && !running && p.endpoint.is_some() && p.retry_at.is_none() {
+            if rekey_at.is_some_and(|t| t <= now) {
                 start = true;
             }
         }
@@ -843,40 +855,10 @@ impl Endpoint {
             p.retry_at = None;
             let wanted =
                 p.session.is_some() || !p.pending.is_empty() || p.settings.endpoint.is_some();
-            start |= wanted && p.endpoint.is_some() && !running;
+            start |= wanted && p.address.is_some() && !running;
         }
         if start {
             self.start_handshake(now, peer, false);
         }
     }
-}
-
-impl Peer {
-    /// Whether a handshake is under way that has not built RECEIPT yet.
-    fn handshake_in_progress(&self) -> bool {
-        self.handshake
-            .as_ref()
-            .is_some_and(|h| h.outcome() == crate::handshake::Outcome::Pending && !h.has_receipt())
-    }
-
-    /// Makes `handshake` the current one. A replaced handshake that built
-    /// RECEIPT and still has answering to do lingers.
-    fn replace_handshake(&mut self, handshake: Handshake) {
-        if let Some(old) = self.handshake.replace(handshake) {
-            self.last_handshake_stats = Some(old.stats().clone());
-            if old.has_receipt() && !old.is_finished() {
-                self.lingering = Some(old);
-            }
-        }
-        self.retry_at = None;
-    }
-}
-
-/// Packets the data plane authenticated as fresh: everything it received
-/// minus what it refused before or at authentication.
-fn authentic_packets(stats: &DataPlaneStats) -> u64 {
-    let d = &stats.drops;
-    stats.datagrams_received.saturating_sub(
-        d.truncated + d.not_data + d.unknown_session + d.forged + d.replayed + d.stale,
-    )
 }

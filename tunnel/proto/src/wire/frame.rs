@@ -17,6 +17,7 @@
 //! v = LEB128 varint of a u64
 //! ```
 
+use super::codec::{put_varint, CodecError, Reader};
 use std::ops::Range;
 use thiserror::Error;
 
@@ -148,91 +149,40 @@ pub struct Symbol<'a> {
     pub payload: &'a [u8],
 }
 
-/// Appends `value` as a LEB128 varint.
-pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
+impl From<CodecError> for FrameError {
+    fn from(error: CodecError) -> Self {
+        match error {
+            CodecError::Truncated => FrameError::Truncated,
+            CodecError::BadVarint => FrameError::BadVarint,
         }
-        out.push(byte | 0x80);
     }
 }
 
-/// Bytes [`put_varint`] uses for `value`.
-pub fn varint_len(value: u64) -> usize {
-    let bits = 64 - value.leading_zeros() as usize;
-    bits.max(1).div_ceil(7)
+fn read_count(reader: &mut Reader<'_>) -> Result<usize, FrameError> {
+    let count = reader.varint()?;
+    if count > MAX_LIST as u64 {
+        return Err(FrameError::OutOfRange);
+    }
+    Ok(count as usize)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        let (&first, rest) = self.bytes.split_first().ok_or(FrameError::Truncated)?;
-        self.bytes = rest;
-        Ok(first)
-    }
-
-    fn varint(&mut self) -> Result<u64, FrameError> {
-        let mut value: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let byte = self.u8()?;
-            let part = u64::from(byte & 0x7f);
-            if shift == 63 && part > 1 {
-                return Err(FrameError::BadVarint);
-            }
-            if shift > 63 {
-                return Err(FrameError::BadVarint);
-            }
-            value |= part << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(FrameError::BadVarint)
-    }
-
-    fn take(&mut self, len: u64) -> Result<&'a [u8], FrameError> {
-        let len = usize::try_from(len).map_err(|_| FrameError::Truncated)?;
-        if len > self.bytes.len() {
-            return Err(FrameError::Truncated);
-        }
-        let (taken, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Ok(taken)
-    }
-
-    fn count(&mut self) -> Result<usize, FrameError> {
-        let count = self.varint()?;
-        if count > MAX_LIST as u64 {
+fn read_ranges(reader: &mut Reader<'_>, floor: u64) -> Result<Vec<Range<u64>>, FrameError> {
+    let count = read_count(reader)?;
+    let mut ranges = Vec::with_capacity(count);
+    let mut previous_end = floor;
+    for _ in 0..count {
+        let start = previous_end
+            .checked_add(reader.varint()?)
+            .ok_or(FrameError::OutOfRange)?;
+        let len = reader.varint()?;
+        if len == 0 {
             return Err(FrameError::OutOfRange);
         }
-        Ok(count as usize)
+        let end = start.checked_add(len).ok_or(FrameError::OutOfRange)?;
+        ranges.push(start..end);
+        previous_end = end;
     }
-
-    fn ranges(&mut self, floor: u64) -> Result<Vec<Range<u64>>, FrameError> {
-        let count = self.count()?;
-        let mut ranges = Vec::with_capacity(count);
-        let mut previous_end = floor;
-        for _ in 0..count {
-            let start = previous_end
-                .checked_add(self.varint()?)
-                .ok_or(FrameError::OutOfRange)?;
-            let len = self.varint()?;
-            if len == 0 {
-                return Err(FrameError::OutOfRange);
-            }
-            let end = start.checked_add(len).ok_or(FrameError::OutOfRange)?;
-            ranges.push(start..end);
-            previous_end = end;
-        }
-        Ok(ranges)
-    }
+    Ok(ranges)
 }
 
 fn put_ranges(out: &mut Vec<u8>, floor: u64, ranges: &[Range<u64>]) {
@@ -306,9 +256,9 @@ impl Frame<'_> {
 
 /// Parses every frame of a packet body.
 pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
-    let mut reader = Reader { bytes: body };
+    let mut reader = Reader::new(body);
     let mut frames = Vec::new();
-    while !reader.bytes.is_empty() {
+    while !reader.is_empty() {
         let kind = reader.u8()?;
         let frame = match kind {
             FRAME_DATA => {
@@ -321,7 +271,7 @@ pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                 Frame::Data {
                     seq,
                     group_index,
-                    symbol: reader.take(len)?,
+                    symbol: reader.take_u64(len)?,
                 }
             }
             FRAME_REPAIR => {
@@ -339,16 +289,16 @@ pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                     group_first,
                     k,
                     index,
-                    shard: reader.take(len)?,
+                    shard: reader.take_u64(len)?,
                 }
             }
             FRAME_RECEIPT => {
                 let cumulative = reader.varint()?;
-                let ranges = reader.ranges(cumulative)?;
+                let ranges = read_ranges(&mut reader, cumulative)?;
                 let confirmed_base = reader.varint()?;
                 let abandoned_complete_below = reader.varint()?;
-                let abandoned = reader.ranges(confirmed_base)?;
-                let count = reader.count()?;
+                let abandoned = read_ranges(&mut reader, confirmed_base)?;
+                let count = read_count(&mut reader)?;
                 let mut needs = Vec::with_capacity(count);
                 for _ in 0..count {
                     needs.push((reader.varint()?, reader.varint()?));
@@ -371,7 +321,7 @@ pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                 point: reader.varint()?,
             },
             FRAME_ABANDON => Frame::Abandon {
-                ranges: reader.ranges(0)?,
+                ranges: read_ranges(&mut reader, 0)?,
             },
             FRAME_PING => Frame::Ping,
             other => return Err(FrameError::UnknownType(other)),
@@ -404,7 +354,7 @@ impl<'a> Symbol<'a> {
 
     /// Parses a symbol.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FrameError> {
-        let mut reader = Reader { bytes };
+        let mut reader = Reader::new(bytes);
         let flow = reader.varint()?;
         let class = match reader.u8()? {
             0 => SymbolClass::Reliable {
@@ -419,7 +369,7 @@ impl<'a> Symbol<'a> {
         Ok(Symbol {
             flow,
             class,
-            payload: reader.bytes,
+            payload: reader.rest(),
         })
     }
 
@@ -503,14 +453,6 @@ mod tests {
             symbol.encode(&mut out);
             prop_assert!(out.len() <= payload.len() + Symbol::MAX_OVERHEAD);
             prop_assert_eq!(Symbol::parse(&out).unwrap(), symbol);
-        }
-
-        #[test]
-        fn varint_round_trip(value in any::<u64>()) {
-            let mut out = Vec::new();
-            put_varint(&mut out, value);
-            prop_assert_eq!(out.len(), varint_len(value));
-            prop_assert_eq!(Reader { bytes: &out }.varint().unwrap(), value);
         }
     }
 }

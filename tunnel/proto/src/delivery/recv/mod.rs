@@ -1,0 +1,298 @@
+//! The receiving side of the data plane: what arrived of the peer's
+//! sequence space and what became of it.
+//!
+//! [`Receiver`] resolves each sequence number once — delivered (in order
+//! per flow for reliable segments, on time for deadline ones) or abandoned
+//! (late, or given up by the sender) — and keeps the incoming half of the
+//! bilateral record. Its parts: FEC reassembly ([`reassembly`]), per-flow
+//! ordering ([`reorder`]), the deadline clock ([`deadline`]) and the loss
+//! meter ([`loss`], fed by the glue for every authentic packet).
+
+pub(crate) mod deadline;
+pub(crate) mod loss;
+pub(crate) mod reassembly;
+pub(crate) mod reorder;
+
+use super::ranges::RangeSet;
+use super::receipt::{DirectionRecord, ReceiptInput, RECEIPT_MAX_NEEDS};
+use super::stats::DataPlaneStats;
+use super::{fec, FlowId};
+use crate::class::DeliveryClass;
+use crate::time::Timestamp;
+use crate::wire::frame::{Symbol, SymbolClass};
+use deadline::DeadlineClock;
+use reassembly::{Decoded, RepairVerdict, RxGroups};
+use reorder::FlowReorder;
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::Duration;
+
+/// A segment handed to the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The flow the sender gave.
+    pub flow: FlowId,
+    /// The class the sender gave.
+    pub class: DeliveryClass,
+    /// The bytes.
+    pub segment: Vec<u8>,
+}
+
+/// Everything the receiving side holds.
+#[derive(Default)]
+pub(crate) struct Receiver {
+    /// Delivered and abandoned here.
+    record: DirectionRecord,
+    /// Resolved numbers at and above `cumulative - 1`.
+    resolved: RangeSet,
+    /// Every number below is resolved.
+    cumulative: u64,
+    groups: RxGroups,
+    flows: FlowReorder,
+    clock: DeadlineClock,
+    deliveries: VecDeque<Delivered>,
+}
+
+impl Receiver {
+    /// The incoming half of the bilateral record.
+    pub(crate) fn record(&self) -> &DirectionRecord {
+        &self.record
+    }
+
+    /// The next delivered segment.
+    pub(crate) fn poll_delivery(&mut self) -> Option<Delivered> {
+        self.deliveries.pop_front()
+    }
+
+    /// Whether `seq` is resolved here.
+    fn is_known(&self, seq: u64) -> bool {
+        seq < self.cumulative || self.resolved.contains(seq)
+    }
+
+    /// The end of what is known here: nothing at or above it is resolved.
+    pub(crate) fn known_end(&self) -> u64 {
+        self.resolved.end().max(self.cumulative)
+    }
+
+    /// Whether a receipt still has something to say: resolution the peer
+    /// has not confirmed, holes, or groups short of symbols.
+    pub(crate) fn receipt_unconfirmed(&self, peer_confirmed: u64) -> bool {
+        peer_confirmed < self.known_end()
+            || self.resolved.end() > self.cumulative
+            || self.groups.any_waiting(self.cumulative)
+    }
+
+    /// What a receipt is built from (the glue adds the packet-level parts).
+    pub(crate) fn receipt_input(&self) -> ReceiptInput<'_> {
+        ReceiptInput {
+            cumulative: self.cumulative,
+            resolved: &self.resolved,
+            abandoned: &self.record.abandoned,
+            needs: self.groups.needs(self.cumulative, RECEIPT_MAX_NEEDS),
+            peer_confirmed: 0,
+            largest_received: None,
+            bytes_received: 0,
+            loss: None,
+        }
+    }
+
+    /// A DATA frame: source symbol `index` of the group holding `seq`.
+    /// `direct` is false for a source decoded from repair. Returns whether
+    /// anything was resolved.
+    pub(crate) fn on_data(
+        &mut self,
+        now: Timestamp,
+        seq: u64,
+        index: usize,
+        symbol: &[u8],
+        one_way: Option<Duration>,
+        stats: &mut DataPlaneStats,
+    ) -> bool {
+        let first = seq - index as u64;
+        if first.saturating_add(256) <= self.cumulative {
+            stats.redundant_sources += 1;
+            return false;
+        }
+        let mut news = false;
+        if self.is_known(seq) {
+            stats.redundant_sources += 1;
+        } else {
+            match Symbol::parse(symbol) {
+                Ok(parsed) => {
+                    self.resolve(now, seq, parsed, true, one_way, stats);
+                    news = true;
+                }
+                Err(_) => {
+                    stats.drops.malformed += 1;
+                    return false;
+                }
+            }
+        }
+        self.groups.add_source(first, index, symbol);
+        news | self.decode(now, first, one_way, stats)
+    }
+
+    /// A REPAIR frame for the group of `k` at `first`. Returns whether
+    /// anything was resolved.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_repair(
+        &mut self,
+        now: Timestamp,
+        first: u64,
+        k: usize,
+        index: usize,
+        shard: &[u8],
+        one_way: Option<Duration>,
+        stats: &mut DataPlaneStats,
+    ) -> bool {
+        if first.saturating_add(k as u64) <= self.cumulative {
+            stats.redundant_repairs += 1;
+            return false;
+        }
+        match self.groups.add_repair(first, k, index, shard) {
+            RepairVerdict::Malformed => {
+                stats.drops.malformed += 1;
+                false
+            }
+            RepairVerdict::Redundant => {
+                stats.redundant_repairs += 1;
+                false
+            }
+            RepairVerdict::Held => self.decode(now, first, one_way, stats),
+        }
+    }
+
+    fn decode(
+        &mut self,
+        now: Timestamp,
+        first: u64,
+        one_way: Option<Duration>,
+        stats: &mut DataPlaneStats,
+    ) -> bool {
+        let mut news = false;
+        match self.groups.try_decode(first) {
+            Decoded::Nothing => {}
+            Decoded::Failed => stats.drops.malformed += 1,
+            Decoded::Recovered(recovered) => {
+                for (i, shard) in recovered {
+                    let seq = first + i as u64;
+                    if self.is_known(seq) {
+                        continue;
+                    }
+                    let parsed = fec::symbol_of_shard(&shard)
+                        .ok()
+                        .and_then(|s| Symbol::parse(s).ok());
+                    match parsed {
+                        Some(symbol) => {
+                            stats.fec_recovered += 1;
+                            self.resolve(now, seq, symbol, false, one_way, stats);
+                            news = true;
+                        }
+                        None => stats.drops.malformed += 1,
+                    }
+                }
+            }
+        }
+        news
+    }
+
+    fn resolve(
+        &mut self,
+        now: Timestamp,
+        seq: u64,
+        symbol: Symbol<'_>,
+        direct: bool,
+        one_way: Option<Duration>,
+        stats: &mut DataPlaneStats,
+    ) {
+        self.resolved.insert(seq);
+        match symbol.class {
+            SymbolClass::Reliable { flow_seq } => {
+                self.record.delivered.insert(seq);
+                let deliveries = &mut self.deliveries;
+                self.flows
+                    .accept(symbol.flow, flow_seq, seq, symbol.payload, |payload| {
+                        stats.segments_delivered += 1;
+                        stats.bytes_delivered += payload.len() as u64;
+                        deliveries.push_back(Delivered {
+                            flow: symbol.flow,
+                            class: DeliveryClass::Reliable,
+                            segment: payload,
+                        });
+                    });
+            }
+            SymbolClass::Deadline {
+                deadline_micros,
+                created_micros,
+            } => {
+                if direct {
+                    self.clock.observe(now, created_micros);
+                }
+                if self
+                    .clock
+                    .on_time(now, deadline_micros, created_micros, one_way)
+                {
+                    self.record.delivered.insert(seq);
+                    stats.segments_delivered += 1;
+                    stats.bytes_delivered += symbol.payload.len() as u64;
+                    self.deliveries.push_back(Delivered {
+                        flow: symbol.flow,
+                        class: DeliveryClass::Deadline(Duration::from_micros(deadline_micros)),
+                        segment: symbol.payload.to_vec(),
+                    });
+                } else {
+                    stats.drops.arrived_late += 1;
+                    self.record.abandoned.insert(seq);
+                }
+            }
+        }
+        self.advance_cumulative();
+    }
+
+    fn advance_cumulative(&mut self) {
+        let advanced = self.resolved.contiguous_end_from(self.cumulative);
+        if advanced != self.cumulative {
+            self.cumulative = advanced;
+            self.resolved.remove_below(advanced.saturating_sub(1));
+            self.groups.prune_below(self.cumulative);
+        }
+    }
+
+    /// An ABANDON frame: the sender gave these up. Whatever of them is not
+    /// resolved here is abandoned. Returns whether anything was.
+    pub(crate) fn on_abandon(&mut self, ranges: &[Range<u64>]) -> bool {
+        // Only numbers the sender could have used (bounded work).
+        let limit = self.known_end() + 65_536;
+        let mut news = false;
+        for range in ranges {
+            let range = range.start.max(self.cumulative)..range.end.min(limit);
+            if range.start >= range.end {
+                continue;
+            }
+            let mut at = range.start;
+            let covered: Vec<Range<u64>> = self
+                .resolved
+                .iter_from(range.start)
+                .take_while(|r| r.start < range.end)
+                .collect();
+            let mut gaps = Vec::new();
+            for r in covered {
+                if r.start > at {
+                    gaps.push(at..r.start.min(range.end));
+                }
+                at = at.max(r.end);
+            }
+            if at < range.end {
+                gaps.push(at..range.end);
+            }
+            for gap in gaps {
+                self.record.abandoned.insert_range(gap.clone());
+                self.resolved.insert_range(gap);
+                news = true;
+            }
+        }
+        self.advance_cumulative();
+        self.groups.prune_resolved(self.cumulative, &self.resolved);
+        news
+    }
+}

@@ -1,0 +1,139 @@
+//! Every timer of the data plane, in one table: [`Timer`] names them and
+//! [`DataPlane::timer_deadline`] is the one place that says when each is
+//! due. [`DataPlane::poll_timeout`] is the earliest of them, and
+//! [`DataPlane::poll_transmit`] and [`DataPlane::handle_timeout`] act on a
+//! timer exactly when its deadline has come ([`DataPlane::timer_due`]), so
+//! the wake-ups and the checks cannot disagree.
+
+use super::DataPlane;
+use crate::time::Timestamp;
+use std::time::Duration;
+
+/// The data plane's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The next paced packet (data or repair) may leave: when the pacer
+    /// allows and the window is open (or reopens as old packets expire).
+    Pace,
+    /// The open FEC group closes by time.
+    GroupClose,
+    /// A receipt is owed for what arrived: at once after two eliciting
+    /// packets, otherwise the receipt interval after the first.
+    ReceiptAck,
+    /// Receipts are flooded while something is unconfirmed or missing, and
+    /// the peer is not silent.
+    ReceiptFlood,
+    /// Abandonments are announced, flooded like receipts, at the pace.
+    Abandon,
+    /// A confirmation alone in a packet, at most once per half round trip.
+    Confirm,
+    /// Nothing sent for the keepalive interval.
+    Keepalive,
+    /// A closed group no receipt has covered gets fresh repair.
+    Probe,
+    /// A deadline segment in flight reaches its deadline: abandon it.
+    MemberExpiry,
+    /// A queued deadline segment reaches its deadline: drop it.
+    QueueExpiry,
+    /// An old key's grace time ends.
+    KeyRetire,
+}
+
+impl Timer {
+    /// Every timer.
+    pub(crate) const ALL: [Timer; 11] = [
+        Timer::Pace,
+        Timer::GroupClose,
+        Timer::ReceiptAck,
+        Timer::ReceiptFlood,
+        Timer::Abandon,
+        Timer::Confirm,
+        Timer::Keepalive,
+        Timer::Probe,
+        Timer::MemberExpiry,
+        Timer::QueueExpiry,
+        Timer::KeyRetire,
+    ];
+}
+
+impl DataPlane {
+    /// How long after sending a packet without news of it it counts as
+    /// lost for the window.
+    pub(super) fn loss_timeout(&self) -> Duration {
+        self.rate.smoothed_rtt() * 5 / 4
+            + self.config.receipt_interval * 4
+            + Duration::from_millis(10)
+    }
+
+    /// Two round trips: receipts are flooded several times per round trip,
+    /// so a group with no news for this long has really lost its tail (a
+    /// spurious timeout would resend what the peer holds).
+    pub(super) fn probe_timeout(&self) -> Duration {
+        self.rate.smoothed_rtt() * 2 + Duration::from_millis(10)
+    }
+
+    /// When `timer` is due, if it is armed.
+    pub(crate) fn timer_deadline(&self, timer: Timer) -> Option<Timestamp> {
+        let heard = self.loss_meter.largest_received().is_some();
+        match timer {
+            Timer::Pace => {
+                if !self.wants_to_send_paced() {
+                    None
+                } else if self.window_open() {
+                    Some(self.pacer.next_send_at())
+                } else {
+                    self.flight
+                        .oldest_sent_at()
+                        .map(|sent| (sent + self.loss_timeout()).max(self.pacer.next_send_at()))
+                }
+            }
+            Timer::GroupClose => self
+                .groups
+                .open_group_close_time(&self.config, !self.queue.reliable_is_empty()),
+            Timer::ReceiptAck => {
+                if heard {
+                    self.receipts.ack_due_at(self.config.receipt_interval)
+                } else {
+                    None
+                }
+            }
+            Timer::ReceiptFlood => {
+                if !heard || !self.receipt_unconfirmed() {
+                    return None;
+                }
+                let at = self
+                    .receipts
+                    .last_sent_at
+                    .map_or(self.last_heard_at, |at| at + self.flood_interval());
+                (!self.peer_is_silent(at)).then_some(at)
+            }
+            Timer::Abandon => self.outgoing.abandon_due().then(|| {
+                self.receipts
+                    .last_sent_at
+                    .map_or(self.last_sent_at, |at| at + self.flood_interval())
+                    .max(self.pacer.next_send_at())
+            }),
+            Timer::Confirm => {
+                if self.outgoing.confirm_due && heard && !self.wants_to_send_paced() {
+                    Some(
+                        self.outgoing
+                            .last_confirm_sent_at
+                            .map_or(self.last_heard_at, |at| at + self.rate.smoothed_rtt() / 2),
+                    )
+                } else {
+                    None
+                }
+            }
+            Timer::Keepalive => Some(self.last_sent_at + self.config.keepalive_interval),
+            Timer::Probe => self.groups.next_probe(self.probe_timeout()),
+            Timer::MemberExpiry => self.groups.next_member_expiry(),
+            Timer::QueueExpiry => self.queue.next_expiry(),
+            Timer::KeyRetire => self.keys.next_retirement(),
+        }
+    }
+
+    /// Whether `timer` is armed and its deadline has come by `now`.
+    pub(crate) fn timer_due(&self, timer: Timer, now: Timestamp) -> bool {
+        self.timer_deadline(timer).is_some_and(|at| at <= now)
+    }
+}
