@@ -11,6 +11,7 @@
 use std::fmt;
 use std::time::Duration;
 use tgp_sim::link::{LinkConfig, LossModel};
+use tgp_units::{format_duration, BitsPerSecond};
 
 /// Nanoseconds of (virtual or monotonic) time.
 pub type Nanos = u64;
@@ -138,13 +139,13 @@ impl fmt::Display for DirSpec {
         }
         write!(
             f,
-            " delay={}us jitter={}us rate={} queue={} reorder={}% duplicate={}%",
-            self.delay / 1000,
-            self.jitter / 1000,
+            " delay={} jitter={} rate={} queue={} reorder={}% duplicate={}%",
+            format_duration(Duration::from_nanos(self.delay)),
+            format_duration(Duration::from_nanos(self.jitter)),
             if self.rate_bps == 0 {
                 "unlimited".to_string()
             } else {
-                format!("{}bit", self.rate_bps)
+                BitsPerSecond(self.rate_bps).to_string()
             },
             self.queue,
             self.reorder * 100.0,
@@ -388,5 +389,11 @@ mod tests {
         assert_eq!(c.duplicate_probability, 0.02);
         assert_eq!(c.loss, LossModel::None);
         assert_eq!(down.link_config().rate_bits_per_second, None);
+        let shown = up.to_string();
+        assert!(
+            shown.contains("delay=20ms jitter=2ms rate=10mbit queue=4"),
+            "{shown}"
+        );
+        assert!(down.to_string().contains("rate=unlimited"));
     }
 }
