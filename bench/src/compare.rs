@@ -31,47 +31,19 @@ use std::time::Duration;
 
 const IPERF_PORT: u16 = 5201;
 
-/// Parses "100ms", "0.6s", "600" (ms) into milliseconds.
+/// Parses "100ms", "0.6s", "600" (a bare number is ms; tgp-units' syntax)
+/// into milliseconds, at most 60 s.
 pub fn parse_ms(s: &str) -> Result<f64> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix("us") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1e3)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a time (e.g. 100ms)"))?;
-    if !(0.0..=60_000.0).contains(&(v * scale)) {
-        bail!("{s:?} is out of range");
+    let d = tgp_units::parse_duration_default_unit(s, tgp_units::TimeUnit::Millis)?;
+    if d > Duration::from_secs(60) {
+        bail!("{s:?} is out of range (at most 60s)");
     }
-    Ok(v * scale)
+    Ok(d.as_nanos() as f64 / 1e6)
 }
 
-/// Parses "20mbit", "1gbit", "500kbit" into Mbit/s.
+/// Parses "20mbit", "1gbit", "500kbit" (tgp-units' syntax) into Mbit/s.
 pub fn parse_mbit(s: &str) -> Result<f64> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, scale) = if let Some(n) = t.strip_suffix("gbit") {
-        (n.to_string(), 1e3)
-    } else if let Some(n) = t.strip_suffix("mbit") {
-        (n.to_string(), 1.0)
-    } else if let Some(n) = t.strip_suffix("kbit") {
-        (n.to_string(), 1e-3)
-    } else {
-        bail!("{s:?} is not a rate (e.g. 20mbit)");
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a rate (e.g. 20mbit)"))?;
-    if !(v > 0.0 && v * scale <= 100_000.0) {
-        bail!("{s:?} is out of range");
-    }
-    Ok(v * scale)
+    Ok(tgp_units::parse_rate(s)?.0 as f64 / 1e6)
 }
 
 /// Parses a comma-separated system list, or all TCP systems when empty.

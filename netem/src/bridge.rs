@@ -41,7 +41,8 @@ pub struct Config {
     pub up: DirSpec,
     /// Impairments of frames from b to a.
     pub down: DirSpec,
-    /// Seed of the random choices (each direction derives its own).
+    /// Seed of the random choices (each direction draws from its own
+    /// stream of it).
     pub seed: u64,
 }
 
@@ -103,7 +104,7 @@ impl Dir {
     fn report(&self) -> DirReport {
         let (model, pending) = {
             let l = self.lock();
-            (l.stats().clone(), l.pending())
+            (l.stats(), l.pending())
         };
         let sent = self.io.sent.load(Ordering::Relaxed);
         let late_sum = self.io.late_sum_ns.load(Ordering::Relaxed);
@@ -253,16 +254,17 @@ impl Bridge {
             PacketSocket::bind(&cfg.b, POLL)
                 .map_err(|e| io::Error::new(e.kind(), format!("interface {}: {e}", cfg.b)))?,
         );
-        let mk = |name, spec: &DirSpec, seed| {
+        // Each direction draws from its own stream of the seed.
+        let mk = |name, spec: &DirSpec, stream| {
             Arc::new(Dir {
                 name,
-                link: Mutex::new(Link::new(spec.clone(), seed)),
+                link: Mutex::new(Link::new(spec.clone(), cfg.seed, stream)),
                 wake: Condvar::new(),
                 io: IoCounters::default(),
             })
         };
-        let up = mk("up", &cfg.up, cfg.seed);
-        let down = mk("down", &cfg.down, cfg.seed ^ 0x5DEE_CE66_D1CE_4E5B);
+        let up = mk("up", &cfg.up, 0);
+        let down = mk("down", &cfg.down, 1);
         let stop = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicBool::new(false));
         let started = Instant::now();

@@ -1,37 +1,47 @@
-//! The impairment of one direction, as a pure function of virtual time.
+//! One direction of the userspace impairer: the simulator's link model
+//! ([`tgp_sim::link`], the same one `tgp-sim` runs) decides each frame's
+//! fate, and a heap holds the frames until their delivery time.
 //!
-//! A packet that arrives at time `now` goes through, in this order:
+//! A frame that arrives at time `now` goes through, in this order (see
+//! [`DirSpec::link_config`] for how the options map onto the model):
 //!
-//! 1. **rate**: a drop-tail queue of `queue` packets in front of a link that
-//!    serialises `rate_bps` bits per second. A packet that finds the queue
-//!    full is dropped (`queue_drops`). Otherwise its transmission ends at
+//! 1. **rate**: a drop-tail queue of `queue` packets (the one being
+//!    serialised included) in front of a link that serialises `rate_bps`
+//!    bits per second. A packet that finds the queue full is dropped
+//!    (`queue_drops`). Otherwise its transmission ends at
 //!    `max(now, busy_until) + len·8/rate`.
 //! 2. **loss**: independent, or Gilbert-Elliott bursts. The decision comes
 //!    after the rate stage: a lost packet has used the link's time, so the
 //!    goodput stays at or below (1 − p) × rate whatever the sender offers.
-//! 3. **delay and jitter**: delivery at `tx_end + delay ± jitter`, never
-//!    before an earlier packet (jitter keeps order).
+//! 3. **delay and jitter**: delivery at `tx_end + delay ± jitter` (never
+//!    before `tx_end`), never before an earlier packet (jitter keeps order).
 //! 4. **reorder**: with probability `reorder` a packet skips step 3 and is
 //!    delivered at `tx_end`, overtaking the packets in flight (netem's
 //!    semantics: it has an effect only when there is a delay).
 //! 5. **duplicate**: with probability `duplicate` a surviving packet is
 //!    delivered twice.
 //!
+//! Before all that, a frame is dropped (`overflow`) when [`MAX_PENDING`]
+//! frames already wait for delivery, so that an unlimited rate with a long
+//! delay cannot exhaust memory; such a frame never reaches the model.
+//!
 //! Every decision is taken at arrival, so [`Link::arrive`] and
 //! [`Link::pop_due`] are pure functions of their inputs and the seed: the
 //! unit tests run them over virtual time, deterministically, without root.
 
-use crate::rng::Rng;
 use crate::spec::{DirSpec, Nanos};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
+use tgp_proto::Timestamp;
+use tgp_sim::link::{self, Fate, LinkStats};
 
 /// Packets waiting for delivery beyond which new ones are dropped
 /// (`overflow`), so an unlimited rate with a long delay cannot exhaust
 /// memory.
 pub const MAX_PENDING: usize = 200_000;
 
-/// Counters of one direction.
+/// Counters of one direction: the model's [`LinkStats`] under the names of
+/// the impairer's reports, and the overflow drops.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirStats {
     /// Frames that arrived.
@@ -54,6 +64,22 @@ pub struct DirStats {
     pub delivered_bytes: u64,
 }
 
+impl DirStats {
+    fn new(model: &LinkStats, overflow: u64, overflow_bytes: u64) -> Self {
+        DirStats {
+            rx_packets: model.offered_packets + overflow,
+            rx_bytes: model.offered_bytes + overflow_bytes,
+            queue_drops: model.dropped_by_queue,
+            lost: model.dropped_by_loss,
+            overflow,
+            reordered: model.reordered,
+            duplicated: model.duplicated,
+            delivered: model.delivered_packets,
+            delivered_bytes: model.delivered_bytes,
+        }
+    }
+}
+
 /// What happened to an arriving packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -65,37 +91,6 @@ pub enum Verdict {
     Lost,
     /// Too many packets pending delivery.
     Overflow,
-}
-
-#[derive(Clone, Debug)]
-enum LossModel {
-    Bernoulli(f64),
-    GilbertElliott {
-        /// good → bad per packet
-        p: f64,
-        /// bad → good per packet
-        r: f64,
-        bad: bool,
-    },
-}
-
-impl LossModel {
-    fn lose(&mut self, rng: &mut Rng) -> bool {
-        match self {
-            LossModel::Bernoulli(p) => rng.chance(*p),
-            LossModel::GilbertElliott { p, r, bad } => {
-                let lost = *bad;
-                if *bad {
-                    if rng.chance(*r) {
-                        *bad = false;
-                    }
-                } else if rng.chance(*p) {
-                    *bad = true;
-                }
-                lost
-            }
-        }
-    }
 }
 
 struct Pending<T> {
@@ -126,38 +121,30 @@ impl<T> Ord for Pending<T> {
 /// One direction of an impaired path, holding packets of type `T`.
 pub struct Link<T> {
     spec: DirSpec,
-    loss: LossModel,
-    rng: Rng,
-    /// Transmission end times of the packets in the rate stage.
-    in_rate_stage: VecDeque<Nanos>,
-    busy_until: Nanos,
-    last_delivery: Nanos,
+    model: link::Link,
+    overflow: u64,
+    overflow_bytes: u64,
     seq: u64,
     pending: BinaryHeap<Pending<T>>,
-    stats: DirStats,
 }
 
 impl<T: Clone> Link<T> {
-    /// A link doing what `spec` says, its random choices fixed by `seed`.
-    pub fn new(spec: DirSpec, seed: u64) -> Self {
-        let loss = match spec.gilbert_elliott() {
-            Some((p, r)) => LossModel::GilbertElliott {
-                p: p.min(1.0),
-                r,
-                bad: false,
-            },
-            None => LossModel::Bernoulli(spec.loss),
-        };
+    /// A link doing what `spec` says (which must have passed
+    /// [`DirSpec::validate`]), its random choices fixed by `seed` and
+    /// `stream` (the direction: each direction of a path draws from its own
+    /// stream of the seed, see [`link::link_rng`]).
+    ///
+    /// # Panics
+    /// On a spec that [`DirSpec::validate`] refuses.
+    pub fn new(spec: DirSpec, seed: u64, stream: u64) -> Self {
+        let model = link::Link::new(spec.link_config(), link::link_rng(seed, stream));
         Link {
             spec,
-            loss,
-            rng: Rng::new(seed),
-            in_rate_stage: VecDeque::new(),
-            busy_until: 0,
-            last_delivery: 0,
+            model,
+            overflow: 0,
+            overflow_bytes: 0,
             seq: 0,
             pending: BinaryHeap::new(),
-            stats: DirStats::default(),
         }
     }
 
@@ -166,74 +153,26 @@ impl<T: Clone> Link<T> {
         &self.spec
     }
 
-    /// Time to serialise `len` bytes at the link rate.
-    fn serialisation(&self, len: usize) -> Nanos {
-        if self.spec.rate_bps == 0 {
-            return 0;
-        }
-        let ns = (len as u128 * 8 * 1_000_000_000).div_ceil(self.spec.rate_bps as u128);
-        ns.min(u64::MAX as u128) as Nanos
-    }
-
     /// A packet of `len` bytes arrives at `now`. `now` must not go back in
     /// time between calls.
     pub fn arrive(&mut self, now: Nanos, len: usize, pkt: T) -> Verdict {
-        self.stats.rx_packets += 1;
-        self.stats.rx_bytes += len as u64;
-
-        // 1. rate: drop-tail queue, then serialisation.
-        let tx_end = if self.spec.rate_bps > 0 {
-            while self.in_rate_stage.front().is_some_and(|&end| end <= now) {
-                self.in_rate_stage.pop_front();
-            }
-            if self.in_rate_stage.len() >= self.spec.queue {
-                self.stats.queue_drops += 1;
-                return Verdict::QueueFull;
-            }
-            let end = now
-                .max(self.busy_until)
-                .saturating_add(self.serialisation(len));
-            self.busy_until = end;
-            self.in_rate_stage.push_back(end);
-            end
-        } else {
-            now
-        };
-
-        // 2. loss, after the link's time was spent.
-        if self.loss.lose(&mut self.rng) {
-            self.stats.lost += 1;
-            return Verdict::Lost;
-        }
         if self.pending.len() >= MAX_PENDING {
-            self.stats.overflow += 1;
+            self.overflow += 1;
+            self.overflow_bytes += len as u64;
             return Verdict::Overflow;
         }
-
-        // 3./4. delay and jitter, or reorder.
-        let at = if self.rng.chance(self.spec.reorder) {
-            self.stats.reordered += 1;
-            tx_end
-        } else {
-            let base = tx_end.saturating_add(self.spec.delay);
-            let j = self.rng.symmetric(self.spec.jitter);
-            let jittered = if j >= 0 {
-                base.saturating_add(j as u64)
-            } else {
-                base.saturating_sub(j.unsigned_abs()).max(tx_end)
-            };
-            let at = jittered.max(self.last_delivery);
-            self.last_delivery = at;
-            at
-        };
-
-        // 5. duplicate.
-        if self.rng.chance(self.spec.duplicate) {
-            self.stats.duplicated += 1;
-            self.push(at, len, pkt.clone());
+        match self.model.transmit(Timestamp::from_nanos(now), len) {
+            Fate::QueueFull => Verdict::QueueFull,
+            Fate::Lost => Verdict::Lost,
+            Fate::Arrives { at, duplicate } => {
+                let at = at.as_nanos();
+                if duplicate {
+                    self.push(at, len, pkt.clone());
+                }
+                self.push(at, len, pkt);
+                Verdict::Scheduled
+            }
         }
-        self.push(at, len, pkt);
-        Verdict::Scheduled
     }
 
     fn push(&mut self, at: Nanos, len: usize, pkt: T) {
@@ -253,8 +192,7 @@ impl<T: Clone> Link<T> {
             return None;
         }
         let p = self.pending.pop()?;
-        self.stats.delivered += 1;
-        self.stats.delivered_bytes += p.len as u64;
+        self.model.record_delivery(p.len);
         Some((p.at, p.pkt))
     }
 
@@ -264,8 +202,13 @@ impl<T: Clone> Link<T> {
     }
 
     /// The counters so far.
-    pub fn stats(&self) -> &DirStats {
-        &self.stats
+    pub fn stats(&self) -> DirStats {
+        DirStats::new(self.model.stats(), self.overflow, self.overflow_bytes)
+    }
+
+    /// The model's own statistics (queueing delays included).
+    pub fn model_stats(&self) -> &LinkStats {
+        self.model.stats()
     }
 }
 
@@ -308,7 +251,7 @@ mod tests {
 
     #[test]
     fn no_impairment_delivers_everything_at_once() {
-        let mut l = Link::new(DirSpec::default(), 1);
+        let mut l = Link::new(DirSpec::default(), 1, 0);
         let out = run(&mut l, 1000, MS, 100);
         assert_eq!(out.len(), 1000);
         for (i, &(s, at)) in out.iter().enumerate() {
@@ -319,7 +262,7 @@ mod tests {
 
     #[test]
     fn independent_loss_rate() {
-        let mut l = Link::new(spec(&[("loss", "10%")]), 2);
+        let mut l = Link::new(spec(&[("loss", "10%")]), 2, 0);
         let n = 100_000;
         let out = run(&mut l, n, 1000, 100);
         let loss = 1.0 - out.len() as f64 / n as f64;
@@ -329,7 +272,7 @@ mod tests {
 
     #[test]
     fn gilbert_elliott_mean_loss_and_burst_length() {
-        let mut l = Link::new(spec(&[("loss", "10%"), ("burst", "4")]), 3);
+        let mut l = Link::new(spec(&[("loss", "10%"), ("burst", "4")]), 3, 0);
         let n = 200_000u64;
         let out = run(&mut l, n, 1000, 100);
         let mut delivered = vec![false; n as usize];
@@ -351,7 +294,7 @@ mod tests {
 
     #[test]
     fn independent_loss_has_short_bursts() {
-        let mut l = Link::new(spec(&[("loss", "10%")]), 4);
+        let mut l = Link::new(spec(&[("loss", "10%")]), 4, 0);
         let n = 100_000u64;
         let out = run(&mut l, n, 1000, 100);
         let mut delivered = vec![false; n as usize];
@@ -370,7 +313,7 @@ mod tests {
     #[test]
     fn rate_serialises_back_to_back_packets() {
         // 1250-byte frames at 10 Mbit/s: 1 ms each.
-        let mut l = Link::new(spec(&[("rate", "10mbit"), ("queue", "1000")]), 5);
+        let mut l = Link::new(spec(&[("rate", "10mbit"), ("queue", "1000")]), 5, 0);
         for i in 0..100 {
             assert_eq!(l.arrive(0, 1250, i), Verdict::Scheduled);
         }
@@ -387,7 +330,7 @@ mod tests {
 
     #[test]
     fn drop_tail_queue() {
-        let mut l = Link::new(spec(&[("rate", "10mbit"), ("queue", "4")]), 6);
+        let mut l = Link::new(spec(&[("rate", "10mbit"), ("queue", "4")]), 6, 0);
         let verdicts: Vec<Verdict> = (0..10).map(|i| l.arrive(0, 1250, i)).collect();
         assert_eq!(
             verdicts
@@ -409,6 +352,7 @@ mod tests {
         let mut l = Link::new(
             spec(&[("rate", "10mbit"), ("queue", "100000"), ("loss", "50%")]),
             7,
+            0,
         );
         let n = 20_000;
         let out = run(&mut l, n, MS / 2, 1250);
@@ -424,6 +368,7 @@ mod tests {
         let mut l = Link::new(
             spec(&[("rate", "10mbit"), ("queue", "50"), ("loss", "10%")]),
             8,
+            0,
         );
         // 3x overload for 10 s of virtual time.
         let gap = MS / 3;
@@ -438,7 +383,7 @@ mod tests {
 
     #[test]
     fn delay_and_jitter_keep_order_and_bounds() {
-        let mut l = Link::new(spec(&[("delay", "50ms"), ("jitter", "5ms")]), 9);
+        let mut l = Link::new(spec(&[("delay", "50ms"), ("jitter", "5ms")]), 9, 0);
         let n = 10_000;
         let gap = 10 * MS;
         let out = run(&mut l, n, gap, 100);
@@ -456,7 +401,7 @@ mod tests {
 
     #[test]
     fn reorder_fraction() {
-        let mut l = Link::new(spec(&[("delay", "10ms"), ("reorder", "5%")]), 10);
+        let mut l = Link::new(spec(&[("delay", "10ms"), ("reorder", "5%")]), 10, 0);
         let n = 20_000;
         let out = run(&mut l, n, MS, 100);
         assert_eq!(out.len() as u64, n);
@@ -470,7 +415,7 @@ mod tests {
 
     #[test]
     fn duplicate_fraction() {
-        let mut l = Link::new(spec(&[("duplicate", "2%")]), 11);
+        let mut l = Link::new(spec(&[("duplicate", "2%")]), 11, 0);
         let n = 50_000;
         let out = run(&mut l, n, MS, 100);
         let extra = out.len() as f64 / n as f64 - 1.0;
@@ -490,9 +435,9 @@ mod tests {
             ("reorder", "1%"),
             ("duplicate", "1%"),
         ]);
-        let a = run(&mut Link::new(s.clone(), 42), 5000, MS / 2, 700);
-        let b = run(&mut Link::new(s.clone(), 42), 5000, MS / 2, 700);
-        let c = run(&mut Link::new(s, 43), 5000, MS / 2, 700);
+        let a = run(&mut Link::new(s.clone(), 42, 0), 5000, MS / 2, 700);
+        let b = run(&mut Link::new(s.clone(), 42, 0), 5000, MS / 2, 700);
+        let c = run(&mut Link::new(s, 43, 0), 5000, MS / 2, 700);
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

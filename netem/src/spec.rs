@@ -1,12 +1,17 @@
-//! What one direction of a path should do, and parsing of the command-line
-//! forms (`--loss 10%`, `--up-delay 25ms`, `--rate 20mbit`, …).
+//! What one direction of a path should do ([`DirSpec`], and the
+//! simulator's [`LinkConfig`] it becomes), and the command-line options
+//! (`--loss 10%`, `--up-delay 25ms`, `--rate 20mbit`, …).
 //!
-//! Units follow `tc`: a percentage may be written with or without `%`
-//! (`10%` and `10` both mean ten per cent); durations need a unit (`ns`,
-//! `us`, `ms`, `s`; bare `0` is allowed); rates are in bits per second
+//! The values are parsed by `tgp-units`, whose units follow `tc`: a
+//! percentage may be written with or without `%` (`10%` and `10` both mean
+//! ten per cent); durations need a unit (`ns`, `us`, `ms`, `s`, `min`; bare
+//! `0` is allowed), at most an hour here; rates are in bits per second
 //! (`bit`, `kbit`, `mbit`, `gbit`, case-insensitive; decimal multiples).
 
 use std::fmt;
+use std::time::Duration;
+use tgp_sim::link::{LinkConfig, LossModel};
+use tgp_units::{format_duration, BitsPerSecond};
 
 /// Nanoseconds of (virtual or monotonic) time.
 pub type Nanos = u64;
@@ -57,18 +62,41 @@ impl Default for DirSpec {
 }
 
 impl DirSpec {
-    /// Gilbert-Elliott transition probabilities `(p, r)`: good→bad and
-    /// bad→good per packet, such that the stationary loss is `loss` and the
-    /// mean burst is `burst` packets. `None` when bursts are not asked for.
-    pub fn gilbert_elliott(&self) -> Option<(f64, f64)> {
-        let len = self.burst?;
-        let r = 1.0 / len;
-        let p = if self.loss >= 1.0 {
-            1.0
-        } else {
-            self.loss * r / (1.0 - self.loss)
-        };
-        Some((p, r))
+    /// The loss model: Gilbert-Elliott bursts ([`LossModel::bursty`]: the
+    /// bad state loses every packet, the good state none, `r = 1/burst`,
+    /// `p = loss·r/(1−loss)`) with `burst`, else independent losses.
+    ///
+    /// # Panics
+    /// On values [`DirSpec::validate`] refuses.
+    pub fn loss_model(&self) -> LossModel {
+        match self.burst {
+            Some(len) => LossModel::bursty(self.loss, len),
+            None if self.loss > 0.0 => LossModel::Random {
+                probability: self.loss,
+            },
+            None => LossModel::None,
+        }
+    }
+
+    /// The simulator's link model doing what this spec says: the rate stage
+    /// with a queue of `queue` packets (the one being serialised included,
+    /// so `queue - 1` waiting), the loss model, `delay ± jitter` keeping
+    /// order, netem's reorder (skip the delay) and duplication.
+    ///
+    /// # Panics
+    /// On values [`DirSpec::validate`] refuses.
+    pub fn link_config(&self) -> LinkConfig {
+        let mut config = LinkConfig::ideal(Duration::from_nanos(self.delay))
+            .with_loss(self.loss_model())
+            .with_symmetric_jitter(Duration::from_nanos(self.jitter))
+            .with_reorder_skipping_delay(self.reorder)
+            .with_duplicate(self.duplicate);
+        if self.rate_bps > 0 {
+            config = config
+                .with_rate(self.rate_bps, usize::MAX)
+                .with_queue_limit_packets(self.queue.saturating_sub(1));
+        }
+        config
     }
 
     /// Checks the combination of values.
@@ -86,15 +114,14 @@ impl DirSpec {
             if !len.is_finite() || len < 1.0 {
                 return Err(SpecError("burst must be at least 1 packet".into()));
             }
-            if let Some((p, _)) = self.gilbert_elliott() {
-                if p > 1.0 && self.loss < 1.0 {
-                    return Err(SpecError(format!(
-                        "loss {:.1}% with mean burst {len} is impossible: \
-                         the mean burst must be at least loss/(1-loss) = {:.2}",
-                        self.loss * 100.0,
-                        self.loss / (1.0 - self.loss)
-                    )));
-                }
+            // Between two bursts there is at least one delivered packet.
+            if self.loss < 1.0 && self.loss / (1.0 - self.loss) > len {
+                return Err(SpecError(format!(
+                    "loss {:.1}% with mean burst {len} is impossible: \
+                     the mean burst must be at least loss/(1-loss) = {:.2}",
+                    self.loss * 100.0,
+                    self.loss / (1.0 - self.loss)
+                )));
             }
         }
         if self.rate_bps > 0 && self.queue == 0 {
@@ -112,13 +139,13 @@ impl fmt::Display for DirSpec {
         }
         write!(
             f,
-            " delay={}us jitter={}us rate={} queue={} reorder={}% duplicate={}%",
-            self.delay / 1000,
-            self.jitter / 1000,
+            " delay={} jitter={} rate={} queue={} reorder={}% duplicate={}%",
+            format_duration(Duration::from_nanos(self.delay)),
+            format_duration(Duration::from_nanos(self.jitter)),
             if self.rate_bps == 0 {
                 "unlimited".to_string()
             } else {
-                format!("{}bit", self.rate_bps)
+                BitsPerSecond(self.rate_bps).to_string()
             },
             self.queue,
             self.reorder * 100.0,
@@ -139,75 +166,18 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-/// Parses a percentage: `10%`, `10`, `0.5%` → 0.10, 0.10, 0.005.
-pub fn parse_percent(s: &str) -> Result<f64, SpecError> {
-    let t = s.trim();
-    let t = t.strip_suffix('%').unwrap_or(t);
-    let v: f64 = t
-        .parse()
-        .map_err(|_| SpecError(format!("bad percentage {s:?} (e.g. 10%)")))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(SpecError(format!("percentage {s:?} is outside 0..100")));
-    }
-    Ok(v / 100.0)
-}
+/// The longest delay or jitter accepted.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
 
-/// Parses a duration with a unit: `50ms`, `500us`, `1.5s`, `0`.
-pub fn parse_duration(s: &str) -> Result<Nanos, SpecError> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "0" {
-        return Ok(0);
-    }
-    let (num, mult) = if let Some(n) = t.strip_suffix("ns") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix("us") {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e6)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1e9)
-    } else {
+/// A delay or jitter in nanoseconds, at most [`MAX_DURATION`].
+fn parse_nanos(value: &str) -> Result<Nanos, SpecError> {
+    let d = tgp_units::parse_duration(value).map_err(|e| SpecError(e.to_string()))?;
+    if d > MAX_DURATION {
         return Err(SpecError(format!(
-            "duration {s:?} needs a unit: ns, us, ms or s"
-        )));
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| SpecError(format!("bad duration {s:?} (e.g. 50ms)")))?;
-    if !v.is_finite() || v < 0.0 || v > 3600.0 * 1e9 / mult {
-        return Err(SpecError(format!("duration {s:?} is out of range")));
-    }
-    Ok((v * mult).round() as Nanos)
-}
-
-/// Parses a rate in bits per second: `20mbit`, `500kbit`, `1gbit`, `9600bit`.
-pub fn parse_rate(s: &str) -> Result<u64, SpecError> {
-    let t = s.trim().to_ascii_lowercase();
-    if t.ends_with("bps") {
-        return Err(SpecError(format!(
-            "rate {s:?}: use bits (kbit, mbit, gbit); tc's 'bps' means bytes and is not accepted"
+            "{value:?} is out of range (at most 1 hour)"
         )));
     }
-    let (num, mult) = if let Some(n) = t.strip_suffix("gbit") {
-        (n, 1e9)
-    } else if let Some(n) = t.strip_suffix("mbit") {
-        (n, 1e6)
-    } else if let Some(n) = t.strip_suffix("kbit") {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix("bit") {
-        (n, 1.0)
-    } else {
-        return Err(SpecError(format!(
-            "rate {s:?} needs a unit: bit, kbit, mbit or gbit"
-        )));
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| SpecError(format!("bad rate {s:?} (e.g. 20mbit)")))?;
-    if !v.is_finite() || v < 0.0 || v * mult > 1e12 {
-        return Err(SpecError(format!("rate {s:?} is out of range")));
-    }
-    Ok((v * mult).round() as u64)
+    Ok(d.as_nanos() as Nanos)
 }
 
 /// The impairment option names (without `--`, `up-` or `down-`).
@@ -224,8 +194,10 @@ pub const OPTIONS: &[&str] = &[
 
 fn apply(spec: &mut DirSpec, key: &str, value: &str) -> Result<(), SpecError> {
     let ctx = |e: SpecError| SpecError(format!("--{key}: {e}"));
+    let percent =
+        |value| tgp_units::parse_percent(value).map_err(|e| ctx(SpecError(e.to_string())));
     match key {
-        "loss" => spec.loss = parse_percent(value).map_err(ctx)?,
+        "loss" => spec.loss = percent(value)?,
         "burst" => {
             let v: f64 = value
                 .trim()
@@ -233,17 +205,21 @@ fn apply(spec: &mut DirSpec, key: &str, value: &str) -> Result<(), SpecError> {
                 .map_err(|_| SpecError(format!("--burst: bad length {value:?}")))?;
             spec.burst = if v == 0.0 { None } else { Some(v) };
         }
-        "delay" => spec.delay = parse_duration(value).map_err(ctx)?,
-        "jitter" => spec.jitter = parse_duration(value).map_err(ctx)?,
-        "rate" => spec.rate_bps = parse_rate(value).map_err(ctx)?,
+        "delay" => spec.delay = parse_nanos(value).map_err(ctx)?,
+        "jitter" => spec.jitter = parse_nanos(value).map_err(ctx)?,
+        "rate" => {
+            spec.rate_bps = tgp_units::parse_rate(value)
+                .map_err(|e| ctx(SpecError(e.to_string())))?
+                .0
+        }
         "queue" => {
             spec.queue = value
                 .trim()
                 .parse()
                 .map_err(|_| SpecError(format!("--queue: bad packet count {value:?}")))?
         }
-        "reorder" => spec.reorder = parse_percent(value).map_err(ctx)?,
-        "duplicate" => spec.duplicate = parse_percent(value).map_err(ctx)?,
+        "reorder" => spec.reorder = percent(value)?,
+        "duplicate" => spec.duplicate = percent(value)?,
         _ => return Err(SpecError(format!("unknown option --{key}"))),
     }
     Ok(())
@@ -316,22 +292,33 @@ mod tests {
     }
 
     #[test]
-    fn units() {
-        assert_eq!(parse_percent("10%").unwrap(), 0.1);
-        assert_eq!(parse_percent("10").unwrap(), 0.1);
-        assert!(parse_percent("101%").is_err());
-        assert!(parse_percent("x").is_err());
-        assert_eq!(parse_duration("50ms").unwrap(), 50_000_000);
-        assert_eq!(parse_duration("500us").unwrap(), 500_000);
-        assert_eq!(parse_duration("1.5s").unwrap(), 1_500_000_000);
-        assert_eq!(parse_duration("0").unwrap(), 0);
-        assert!(parse_duration("50").is_err());
-        assert!(parse_duration("-1ms").is_err());
-        assert_eq!(parse_rate("20mbit").unwrap(), 20_000_000);
-        assert_eq!(parse_rate("1Gbit").unwrap(), 1_000_000_000);
-        assert_eq!(parse_rate("500kbit").unwrap(), 500_000);
-        assert!(parse_rate("20mbps").is_err());
-        assert!(parse_rate("20").is_err());
+    fn option_values_use_tgp_units() {
+        let up = |name: &str, value: &str| p(&[(name, value)]).map(|(up, _)| up);
+        assert_eq!(up("loss", "10%").unwrap().loss, 0.1);
+        assert_eq!(up("loss", "10").unwrap().loss, 0.1);
+        assert_eq!(up("reorder", "0.5%").unwrap().reorder, 0.005);
+        assert!(up("loss", "101%").is_err());
+        let err = up("duplicate", "x").unwrap_err().to_string();
+        assert!(
+            err.starts_with("--duplicate: \"x\" is not a percentage"),
+            "{err}"
+        );
+        assert_eq!(up("delay", "50ms").unwrap().delay, 50_000_000);
+        assert_eq!(up("delay", "500us").unwrap().delay, 500_000);
+        assert_eq!(up("delay", "1.5s").unwrap().delay, 1_500_000_000);
+        assert_eq!(up("jitter", "0").unwrap().jitter, 0);
+        assert_eq!(up("jitter", "250ns").unwrap().jitter, 250);
+        assert!(up("delay", "50").is_err());
+        assert!(up("delay", "-1ms").is_err());
+        assert!(up("delay", "2h").is_err());
+        let err = up("delay", "61min").unwrap_err().to_string();
+        assert!(err.contains("out of range (at most 1 hour)"), "{err}");
+        assert_eq!(up("rate", "20mbit").unwrap().rate_bps, 20_000_000);
+        assert_eq!(up("rate", "1Gbit").unwrap().rate_bps, 1_000_000_000);
+        assert_eq!(up("rate", "500kbit").unwrap().rate_bps, 500_000);
+        let err = up("rate", "20mbps").unwrap_err().to_string();
+        assert!(err.contains("ambiguous"), "{err}");
+        assert!(up("rate", "20").is_err());
     }
 
     #[test]
@@ -361,9 +348,52 @@ mod tests {
     #[test]
     fn gilbert_elliott_keeps_mean_loss() {
         let (up, _) = p(&[("loss", "10%"), ("burst", "4")]).unwrap();
-        let (gb, bg) = up.gilbert_elliott().unwrap();
-        assert!((bg - 0.25).abs() < 1e-12);
-        let stationary = gb / (gb + bg);
+        let LossModel::GilbertElliott {
+            good_to_bad,
+            bad_to_good,
+            loss_in_good,
+            loss_in_bad,
+        } = up.loss_model()
+        else {
+            panic!("--burst must give a Gilbert-Elliott model");
+        };
+        assert!((bad_to_good - 0.25).abs() < 1e-12);
+        let stationary = good_to_bad / (good_to_bad + bad_to_good);
         assert!((stationary - 0.1).abs() < 1e-12);
+        assert_eq!((loss_in_good, loss_in_bad), (0.0, 1.0));
+        assert!((up.loss_model().mean_loss() - 0.1).abs() < 1e-12);
+        // The boundary case loss/(1-loss) == burst is possible.
+        assert!(p(&[("loss", "50%"), ("burst", "1")]).is_ok());
+    }
+
+    #[test]
+    fn link_config_follows_the_spec() {
+        let (up, down) = p(&[
+            ("up-rate", "10mbit"),
+            ("queue", "4"),
+            ("delay", "20ms"),
+            ("jitter", "2ms"),
+            ("reorder", "1%"),
+            ("duplicate", "2%"),
+        ])
+        .unwrap();
+        let c = up.link_config();
+        assert_eq!(c.rate_bits_per_second, Some(10_000_000));
+        assert_eq!(c.queue_limit_packets, 3);
+        assert_eq!(c.queue_limit_bytes, usize::MAX);
+        assert_eq!(c.delay, Duration::from_millis(20));
+        assert_eq!(c.jitter, Duration::from_millis(2));
+        assert_eq!(c.jitter_mode, tgp_sim::link::JitterMode::PlusMinus);
+        assert_eq!(c.reorder_mode, tgp_sim::link::ReorderMode::SkipDelay);
+        assert_eq!(c.reorder_probability, 0.01);
+        assert_eq!(c.duplicate_probability, 0.02);
+        assert_eq!(c.loss, LossModel::None);
+        assert_eq!(down.link_config().rate_bits_per_second, None);
+        let shown = up.to_string();
+        assert!(
+            shown.contains("delay=20ms jitter=2ms rate=10mbit queue=4"),
+            "{shown}"
+        );
+        assert!(down.to_string().contains("rate=unlimited"));
     }
 }

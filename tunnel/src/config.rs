@@ -43,7 +43,7 @@ use tgp_proto::DeliveryClass;
 use toml::Spanned;
 
 use crate::keys::decode_public_key;
-use crate::units::{parse_duration, parse_rate, BitsPerSecond};
+use tgp_units::{parse_duration, parse_rate, BitsPerSecond};
 
 /// Interface name used when the config gives none.
 pub const DEFAULT_INTERFACE_NAME: &str = "tgp0";
@@ -473,7 +473,7 @@ impl Validator<'_> {
             self.error(
                 "interface.rate_ceiling",
                 raw.rate_ceiling.span().start,
-                message,
+                message.to_string(),
             );
             BitsPerSecond(0)
         });
@@ -637,7 +637,7 @@ impl Validator<'_> {
                     }
                     Ok(d) => Some(DeliveryClass::Deadline(d)),
                     Err(message) => {
-                        self.error(format!("{key}.deadline"), at, message);
+                        self.error(format!("{key}.deadline"), at, message.to_string());
                         None
                     }
                 }

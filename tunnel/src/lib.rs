@@ -5,4 +5,3 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod keys;
-pub mod units;

@@ -11,7 +11,7 @@ use tgp_adapters::{mss_for_mtu, IpVersion, RuleProtocol};
 use tgp_proto::DeliveryClass;
 use tgp_tunnel::config::{Config, Peer};
 use tgp_tunnel::keys;
-use tgp_tunnel::units::format_duration;
+use tgp_units::format_duration;
 
 /// tgp: an IP tunnel for lossy links.
 #[derive(Parser)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use tgp_tunnel::config::Config;
 use tgp_tunnel::keys::{decode_private_key, decode_public_key};
-use tgp_tunnel::units::{parse_duration, parse_rate};
+use tgp_units::{parse_duration, parse_rate};
 
 const EXAMPLE: &str = include_str!("../examples/server.toml");
 

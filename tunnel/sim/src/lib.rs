@@ -2,9 +2,10 @@
 //! virtual clock and a seeded link model per direction. No real time, no
 //! sockets, no threads; the same seed gives the same run, bit for bit.
 //!
-//! This module owns the [`Node`] trait that endpoints implement, the
-//! [`Simulation`] event loop, the link model ([`LinkConfig`], [`LossModel`],
-//! [`LinkStats`]) and two small reference nodes ([`nodes::Pinger`],
+//! This crate owns the [`Node`] trait that endpoints implement, the
+//! [`Simulation`] event loop, the link model ([`link`]: [`LinkConfig`],
+//! [`LossModel`], [`LinkStats`]; pure, and also used by netem's userspace
+//! impairer) and two small reference nodes ([`nodes::Pinger`],
 //! [`nodes::Sink`]).
 //!
 //! ```
@@ -38,7 +39,7 @@
 //! pending arrivals and nodes; nothing scans all nodes or all packets.
 
 pub mod data_plane;
-mod link;
+pub mod link;
 pub mod nodes;
 
 pub use link::{LinkConfig, LinkStats, LossModel};
@@ -495,7 +496,7 @@ impl Simulation {
     /// On an unknown link.
     pub fn link_stats(&self, link: LinkId) -> &LinkStats {
         self.check_link(link, "link_stats");
-        &self.links[link].stats
+        self.links[link].stats()
     }
 
     /// The configuration of `link`.
@@ -639,9 +640,7 @@ impl Simulation {
             } = delivery;
             self.count_step(to);
             if let Some(link) = link {
-                let stats = &mut self.links[link].stats;
-                stats.delivered_packets += 1;
-                stats.delivered_bytes += datagram.len() as u64;
+                self.links[link].record_delivery(datagram.len());
             }
             self.nodes[to]
                 .node
@@ -706,7 +705,7 @@ impl Simulation {
             return;
         };
         match self.links[link].transmit(self.now, datagram.len()) {
-            Fate::Dropped => {}
+            Fate::QueueFull | Fate::Lost => {}
             Fate::Arrives { at, duplicate } => {
                 if duplicate {
                     self.schedule(

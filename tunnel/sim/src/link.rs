@@ -1,7 +1,14 @@
-//! The link model of the simulator: configuration ([`LinkConfig`],
-//! [`LossModel`]), per-link statistics ([`LinkStats`]) and the per-packet
-//! pipeline (drop-tail queue → serialisation at a rate → loss → delay,
-//! jitter, reordering → duplication).
+//! The one model of an impaired link, shared by the simulator
+//! ([`crate::Simulation`]) and netem's userspace impairer (`tgp-impair`):
+//! configuration ([`LinkConfig`], [`LossModel`], [`JitterMode`],
+//! [`ReorderMode`]), statistics ([`LinkStats`]) and the per-packet pipeline
+//! ([`Link`]: drop-tail queue → serialisation at a rate → loss → delay,
+//! jitter, reordering → duplication), with its seeded RNG ([`link_rng`]).
+//!
+//! It is pure: configuration, RNG and state in, a packet's [`Fate`] and
+//! delivery time out; time is passed in, nothing here holds packets. The
+//! simulator puts the deliveries in its event heap, the impairer in its
+//! heap of frames waiting to be sent.
 //!
 //! Every decision for a packet is taken when the packet enters the link:
 //! the link is FIFO, so its state after `n` packets only depends on those
@@ -150,15 +157,38 @@ fn stationary_bad(good_to_bad: f64, bad_to_good: f64) -> f64 {
     }
 }
 
+/// How jitter spreads a packet's delay around the propagation `delay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitterMode {
+    /// Uniform extra delay in `[0, jitter]`: the delay is never below
+    /// `delay` (the simulator's links).
+    UpTo,
+    /// Uniform in `[delay - jitter, delay + jitter]`, but never before the
+    /// packet's serialisation ends (netem's `delay D J`).
+    PlusMinus,
+}
+
+/// What a reordered packet does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReorderMode {
+    /// It is held back by [`LinkConfig::reorder_extra_delay`] beyond its
+    /// jittered delay, so the packets after it overtake it.
+    HoldBack,
+    /// It skips the delay and jitter and arrives when its serialisation
+    /// ends, overtaking the packets in flight (netem's `reorder`: no effect
+    /// without a delay).
+    SkipDelay,
+}
+
 /// The behaviour of one direction of a hop. Build it with
 /// [`LinkConfig::ideal`] and the `with_*` methods.
 ///
 /// A datagram put on the link goes through, in order: the drop-tail queue
-/// (dropped if it would have to wait and the waiting bytes would exceed
-/// `queue_limit_bytes`), serialisation at `rate_bits_per_second`, the loss
-/// model (so a lost datagram has used the link's time), propagation
-/// `delay` plus jitter (plus `reorder_extra_delay` if reordered), and
-/// duplication. Its queueing delay is the time it waited before its
+/// (dropped if it would have to wait and the waiting packets would exceed
+/// `queue_limit_bytes` or `queue_limit_packets`), serialisation at
+/// `rate_bits_per_second`, the loss model (so a lost datagram has used the
+/// link's time), propagation `delay` plus jitter (see [`JitterMode`]; or
+/// the [`ReorderMode`] if reordered), and duplication. Its queueing delay is the time it waited before its
 /// serialisation started. The link is FIFO, so its whole fate is decided
 /// when it enters; draws come from the link's own RNG stream.
 ///
@@ -170,13 +200,17 @@ pub struct LinkConfig {
     pub loss: LossModel,
     /// One-way propagation delay.
     pub delay: Duration,
-    /// Uniform extra delay in `[0, jitter]`. FIFO order is kept (a packet
-    /// never arrives before the one sent before it) unless it is reordered.
+    /// Jitter: uniform extra delay in `[0, jitter]`, or within `±jitter`
+    /// (see `jitter_mode`). FIFO order is kept (a packet never arrives
+    /// before the one sent before it) unless it is reordered.
     pub jitter: Duration,
-    /// Chance a packet is held back by `reorder_extra_delay` and overtaken
-    /// by the packets after it.
+    /// How `jitter` spreads the delay.
+    pub jitter_mode: JitterMode,
+    /// Chance a packet is reordered (see `reorder_mode`).
     pub reorder_probability: f64,
-    /// Extra delay of a reordered packet.
+    /// What a reordered packet does.
+    pub reorder_mode: ReorderMode,
+    /// Extra delay of a reordered packet under [`ReorderMode::HoldBack`].
     pub reorder_extra_delay: Duration,
     /// Chance a packet is delivered twice (both copies at the same time).
     pub duplicate_probability: f64,
@@ -187,22 +221,30 @@ pub struct LinkConfig {
     /// serialised). A packet that would have to wait and would push the
     /// queue over the limit is dropped. Only meaningful with a rate.
     pub queue_limit_bytes: usize,
+    /// Drop-tail limit of the same queue in packets (waiting ones, not the
+    /// one being serialised); a packet is dropped when it would break
+    /// either limit. Only meaningful with a rate.
+    pub queue_limit_packets: usize,
 }
 
 impl LinkConfig {
     /// A link that only delays: no loss, no jitter, no reordering, no
     /// duplication, unlimited rate (and an unlimited queue, should a rate
-    /// be set without [`LinkConfig::with_rate`]).
+    /// be set without [`LinkConfig::with_rate`]). Jitter, if set later, is
+    /// [`JitterMode::UpTo`] and reordering [`ReorderMode::HoldBack`].
     pub fn ideal(delay: Duration) -> Self {
         LinkConfig {
             loss: LossModel::None,
             delay,
             jitter: Duration::ZERO,
+            jitter_mode: JitterMode::UpTo,
             reorder_probability: 0.0,
+            reorder_mode: ReorderMode::HoldBack,
             reorder_extra_delay: Duration::ZERO,
             duplicate_probability: 0.0,
             rate_bits_per_second: None,
             queue_limit_bytes: usize::MAX,
+            queue_limit_packets: usize::MAX,
         }
     }
 
@@ -236,9 +278,25 @@ impl LinkConfig {
         self
     }
 
+    /// This link also limiting its queue to `packets` waiting packets
+    /// (beside the byte limit of [`LinkConfig::with_rate`]).
+    pub fn with_queue_limit_packets(mut self, packets: usize) -> Self {
+        self.queue_limit_packets = packets;
+        self
+    }
+
     /// This link with uniform jitter in `[0, jitter]` (FIFO kept).
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
+        self.jitter_mode = JitterMode::UpTo;
+        self
+    }
+
+    /// This link with uniform jitter within `±jitter` around the delay,
+    /// never before the end of serialisation (FIFO kept), as netem does.
+    pub fn with_symmetric_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self.jitter_mode = JitterMode::PlusMinus;
         self
     }
 
@@ -246,7 +304,17 @@ impl LinkConfig {
     /// so that later packets overtake it.
     pub fn with_reorder(mut self, probability: f64, extra_delay: Duration) -> Self {
         self.reorder_probability = probability;
+        self.reorder_mode = ReorderMode::HoldBack;
         self.reorder_extra_delay = extra_delay;
+        self
+    }
+
+    /// This link letting a packet skip the delay with `probability`, so it
+    /// overtakes the packets in flight (netem's `reorder`).
+    pub fn with_reorder_skipping_delay(mut self, probability: f64) -> Self {
+        self.reorder_probability = probability;
+        self.reorder_mode = ReorderMode::SkipDelay;
+        self.reorder_extra_delay = Duration::ZERO;
         self
     }
 
@@ -356,6 +424,9 @@ pub struct LinkStats {
     pub dropped_by_queue: u64,
     /// Datagrams lost by the loss model (after serialisation).
     pub dropped_by_loss: u64,
+    /// Datagrams reordered (held back or skipping the delay, see
+    /// [`ReorderMode`]).
+    pub reordered: u64,
     /// Datagrams chosen to be delivered twice (each counts one extra
     /// delivery once it arrives).
     pub duplicated: u64,
@@ -369,6 +440,13 @@ pub struct LinkStats {
 }
 
 impl LinkStats {
+    /// Counts one datagram of `bytes` handed to the receiver (a duplicate
+    /// counts once more).
+    pub fn record_delivery(&mut self, bytes: usize) {
+        self.delivered_packets += 1;
+        self.delivered_bytes += bytes as u64;
+    }
+
     /// The `q` quantile (0.0 ..= 1.0; 0.99 is p99) of the time packets
     /// accepted into the queue waited before their serialisation started.
     /// Resolution is 100 µs, rounded up but never above the largest delay
@@ -423,16 +501,28 @@ impl LinkStats {
 
 /// The fate of one datagram put on a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fate {
-    /// Dropped by the queue or the loss model.
-    Dropped,
+pub enum Fate {
+    /// Dropped by the drop-tail queue (counted in
+    /// [`LinkStats::dropped_by_queue`]).
+    QueueFull,
+    /// Lost by the loss model after serialisation (counted in
+    /// [`LinkStats::dropped_by_loss`]).
+    Lost,
     /// Arrives at `at`; a second copy arrives at the same time if
     /// `duplicate`.
-    Arrives { at: Timestamp, duplicate: bool },
+    Arrives {
+        /// When it arrives at the far end.
+        at: Timestamp,
+        /// Whether a second copy arrives too.
+        duplicate: bool,
+    },
 }
 
-/// One link's state: configuration, RNG stream, queue and statistics.
-pub(crate) struct Link {
+/// One link's state: configuration, RNG stream, queue and statistics. It
+/// decides fates; the caller holds the packets until their arrival time and
+/// reports each delivery with [`Link::record_delivery`].
+#[derive(Clone, Debug)]
+pub struct Link {
     config: LinkConfig,
     rng: ChaCha8Rng,
     /// Gilbert-Elliott state (`true` = bad); drawn on the first packet.
@@ -444,7 +534,7 @@ pub(crate) struct Link {
     waiting_bytes: usize,
     /// Arrival time of the last non-reordered packet (for FIFO with jitter).
     last_arrival: Timestamp,
-    pub(crate) stats: LinkStats,
+    stats: LinkStats,
 }
 
 /// SplitMix64: spreads a 64-bit seed over a 256-bit ChaCha key.
@@ -459,7 +549,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// The RNG of link `link` in a simulation seeded with `seed`: the key comes
 /// from the seed, the ChaCha stream number from the link id, so links never
 /// share draws and adding a link does not change the others.
-pub(crate) fn link_rng(seed: u64, link: u64) -> ChaCha8Rng {
+pub fn link_rng(seed: u64, link: u64) -> ChaCha8Rng {
     let mut state = seed;
     let mut key = [0u8; 32];
     for chunk in key.chunks_exact_mut(8) {
@@ -491,14 +581,20 @@ fn nanos(duration: Duration) -> u64 {
 
 /// Time to serialise `bytes` at `bits_per_second`, rounded up to a
 /// nanosecond.
-pub(crate) fn serialisation_nanos(bytes: usize, bits_per_second: u64) -> u64 {
+fn serialisation_nanos(bytes: usize, bits_per_second: u64) -> u64 {
     let bits = bytes as u128 * 8 * 1_000_000_000;
     let rate = u128::from(bits_per_second);
     u64::try_from(bits.div_ceil(rate)).unwrap_or(u64::MAX)
 }
 
 impl Link {
-    pub(crate) fn new(config: LinkConfig, rng: ChaCha8Rng) -> Self {
+    /// A link following `config`, drawing from `rng` (for example
+    /// [`link_rng`]), idle at time zero.
+    ///
+    /// # Panics
+    /// If a probability in `config` is outside 0.0 ..= 1.0 or the rate is 0,
+    /// with a message naming the field.
+    pub fn new(config: LinkConfig, rng: ChaCha8Rng) -> Self {
         config.validate();
         Link {
             config,
@@ -512,21 +608,41 @@ impl Link {
         }
     }
 
-    pub(crate) fn config(&self) -> &LinkConfig {
+    /// The configuration.
+    pub fn config(&self) -> &LinkConfig {
         &self.config
     }
 
     /// Replaces the configuration; the queue, the Gilbert-Elliott state and
     /// the statistics are kept. Packets already on the link keep the fate
     /// decided under the old configuration.
-    pub(crate) fn set_config(&mut self, config: LinkConfig) {
+    ///
+    /// # Panics
+    /// As [`Link::new`], on an invalid configuration.
+    pub fn set_config(&mut self, config: LinkConfig) {
         config.validate();
         self.config = config;
     }
 
+    /// What happened on the link so far.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Counts one datagram of `bytes` handed to the receiver, see
+    /// [`LinkStats::record_delivery`].
+    pub fn record_delivery(&mut self, bytes: usize) {
+        self.stats.record_delivery(bytes);
+    }
+
     /// Puts a datagram of `len` bytes on the link at `now` and decides its
-    /// fate.
-    pub(crate) fn transmit(&mut self, now: Timestamp, len: usize) -> Fate {
+    /// fate. `now` must not go back between calls.
+    ///
+    /// The random draws, in this order, each only when its stage is
+    /// active: the loss model's (for a packet that got through the queue),
+    /// then the jitter, the reorder and the duplicate decisions (for a
+    /// packet not lost).
+    pub fn transmit(&mut self, now: Timestamp, len: usize) -> Fate {
         self.stats.offered_packets += 1;
         self.stats.offered_bytes += len as u64;
 
@@ -546,9 +662,11 @@ impl Link {
                 }
                 let start = self.busy_until.max(now);
                 if start > now {
-                    if self.waiting_bytes.saturating_add(len) > self.config.queue_limit_bytes {
+                    if self.waiting_bytes.saturating_add(len) > self.config.queue_limit_bytes
+                        || self.waiting.len() >= self.config.queue_limit_packets
+                    {
                         self.stats.dropped_by_queue += 1;
-                        return Fate::Dropped;
+                        return Fate::QueueFull;
                     }
                     self.waiting.push_back((start, len));
                     self.waiting_bytes += len;
@@ -566,16 +684,31 @@ impl Link {
         // Loss, after the packet used the link's time.
         if self.lose() {
             self.stats.dropped_by_loss += 1;
-            return Fate::Dropped;
+            return Fate::Lost;
         }
 
         // Delay, jitter, reordering.
         let mut at = done + self.config.delay;
         if !self.config.jitter.is_zero() {
-            at += Duration::from_nanos(uniform_up_to(&mut self.rng, nanos(self.config.jitter)));
+            let jitter = nanos(self.config.jitter);
+            match self.config.jitter_mode {
+                JitterMode::UpTo => {
+                    at += Duration::from_nanos(uniform_up_to(&mut self.rng, jitter));
+                }
+                JitterMode::PlusMinus => {
+                    let spread = uniform_up_to(&mut self.rng, jitter.saturating_mul(2));
+                    at = (at + Duration::from_nanos(spread))
+                        .saturating_sub(Duration::from_nanos(jitter))
+                        .max(done);
+                }
+            }
         }
         if chance(&mut self.rng, self.config.reorder_probability) {
-            at += self.config.reorder_extra_delay;
+            self.stats.reordered += 1;
+            match self.config.reorder_mode {
+                ReorderMode::HoldBack => at += self.config.reorder_extra_delay,
+                ReorderMode::SkipDelay => at = done,
+            }
         } else {
             at = at.max(self.last_arrival);
             self.last_arrival = at;
@@ -686,7 +819,7 @@ mod tests {
                 duplicate: false
             }
         );
-        assert_eq!(link.transmit(t, 1000), Fate::Dropped);
+        assert_eq!(link.transmit(t, 1000), Fate::QueueFull);
         assert_eq!(link.stats.dropped_by_queue, 1);
         assert_eq!(link.stats.max_queueing_delay(), Duration::from_millis(1));
         // At 1 ms the second has started: room again.
@@ -698,5 +831,103 @@ mod tests {
                 duplicate: false
             }
         );
+    }
+
+    /// Offers `n` packets of `len` bytes, one every `gap`, and returns the
+    /// arrival times of the ones that arrive (by packet index).
+    fn offer(link: &mut Link, n: u64, gap: Duration, len: usize) -> Vec<(u64, Timestamp)> {
+        (0..n)
+            .filter_map(|i| {
+                let now = Timestamp::ZERO + gap * i as u32;
+                match link.transmit(now, len) {
+                    Fate::Arrives { at, .. } => Some((i, at)),
+                    Fate::QueueFull | Fate::Lost => None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packet_limit_counts_only_waiting_packets() {
+        // 1000 bytes at 8 Mbit/s: 1 ms each; two waiting packets at most,
+        // whatever their size.
+        let config = LinkConfig::ideal(Duration::ZERO)
+            .with_rate(8_000_000, usize::MAX)
+            .with_queue_limit_packets(2);
+        let mut link = Link::new(config, link_rng(0, 0));
+        let fates: Vec<Fate> = (0..5)
+            .map(|_| link.transmit(Timestamp::ZERO, 1000))
+            .collect();
+        // One serialising, two waiting, two dropped.
+        assert!(fates[..3].iter().all(|f| matches!(f, Fate::Arrives { .. })));
+        assert_eq!(&fates[3..], &[Fate::QueueFull, Fate::QueueFull]);
+        assert_eq!(link.stats().dropped_by_queue, 2);
+        // At 1 ms one waiting packet has started: room for one more.
+        let t = Timestamp::from_nanos(1_000_000);
+        assert!(matches!(link.transmit(t, 1000), Fate::Arrives { .. }));
+        assert_eq!(link.transmit(t, 1000), Fate::QueueFull);
+    }
+
+    #[test]
+    fn symmetric_jitter_stays_within_bounds_and_keeps_order() {
+        let config = LinkConfig::ideal(Duration::from_millis(50))
+            .with_symmetric_jitter(Duration::from_millis(5));
+        let mut link = Link::new(config, link_rng(1, 0));
+        let gap = Duration::from_millis(10);
+        let out = offer(&mut link, 10_000, gap, 100);
+        assert_eq!(out.len(), 10_000);
+        let mut below = 0;
+        let mut sum = 0u128;
+        for w in out.windows(2) {
+            assert!(w[1].1 >= w[0].1, "order kept");
+        }
+        for &(i, at) in &out {
+            let sent = Timestamp::ZERO + gap * i as u32;
+            let delay = at.saturating_duration_since(sent);
+            assert!(
+                (Duration::from_millis(45)..=Duration::from_millis(55)).contains(&delay),
+                "{delay:?}"
+            );
+            below += u32::from(delay < Duration::from_millis(50));
+            sum += delay.as_nanos();
+        }
+        // Symmetric: about half below the delay, mean at the delay.
+        assert!((4_000..6_000).contains(&below), "{below}");
+        let mean_ms = sum as f64 / out.len() as f64 / 1e6;
+        assert!((mean_ms - 50.0).abs() < 0.2, "{mean_ms}");
+        // Never before the end of serialisation, even with jitter > delay.
+        let config = LinkConfig::ideal(Duration::from_millis(1))
+            .with_symmetric_jitter(Duration::from_millis(5));
+        let mut link = Link::new(config, link_rng(2, 0));
+        for (i, at) in offer(&mut link, 1000, gap, 100) {
+            assert!(at >= Timestamp::ZERO + gap * i as u32);
+        }
+    }
+
+    #[test]
+    fn reorder_modes() {
+        let gap = Duration::from_millis(1);
+        // Skipping the delay: a reordered packet arrives when sent.
+        let config = LinkConfig::ideal(Duration::from_millis(10)).with_reorder_skipping_delay(0.05);
+        let mut link = Link::new(config, link_rng(3, 0));
+        let out = offer(&mut link, 20_000, gap, 100);
+        let skipped = out
+            .iter()
+            .filter(|&&(i, at)| at == Timestamp::ZERO + gap * i as u32)
+            .count() as u64;
+        assert_eq!(skipped, link.stats().reordered);
+        let fraction = skipped as f64 / 20_000.0;
+        assert!((fraction - 0.05).abs() < 0.005, "{fraction}");
+        // Holding back: a reordered packet arrives 30 ms late.
+        let config = LinkConfig::ideal(Duration::from_millis(10))
+            .with_reorder(0.05, Duration::from_millis(30));
+        let mut link = Link::new(config, link_rng(3, 0));
+        let out = offer(&mut link, 20_000, gap, 100);
+        let held = out
+            .iter()
+            .filter(|&&(i, at)| at == Timestamp::ZERO + gap * i as u32 + Duration::from_millis(40))
+            .count() as u64;
+        assert_eq!(held, link.stats().reordered);
+        assert!(held > 800, "{held}");
     }
 }
