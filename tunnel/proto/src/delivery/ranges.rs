@@ -97,11 +97,6 @@ impl RangeSet {
         }
     }
 
-    /// Number of ranges.
-    pub fn range_count(&self) -> usize {
-        self.ranges.len()
-    }
-
     /// How many numbers the set holds.
     pub fn len(&self) -> u64 {
         self.ranges.iter().map(|(s, e)| e - s).sum()

@@ -26,7 +26,7 @@ const CONGESTED_GAIN: f64 = 0.9;
 
 /// Which phase the controller is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RateMode {
+enum RateMode {
     /// Doubling each round until the rate stops growing.
     Startup,
     /// Draining the queue built during startup.
@@ -111,11 +111,6 @@ impl RateController {
             arrived_anchor: None,
             peer_loss: 0.0,
         }
-    }
-
-    /// The phase.
-    pub fn mode(&self) -> RateMode {
-        self.mode
     }
 
     /// Minimum RTT seen in the last 10 s (100 ms before any sample).

@@ -32,236 +32,31 @@
 //!   not flooded forever.
 
 use crate::class::DeliveryClass;
-use crate::crypto::aead::OpenError;
-use crate::crypto::keys::SessionKeys;
-use crate::crypto::{SigningKey, VerifyingKey};
-use crate::delivery::{DataPlane, DataPlaneConfig, DataPlaneStats, FlowId, SendError};
-use crate::handshake::{
-    peek_sender, DropReason as HandshakeDrop, Handshake, HandshakeConfig, HandshakeEvent,
-    HandshakeStats,
-};
+use crate::crypto::SigningKey;
+use crate::delivery::{DataPlane, FlowId, SendError};
 use crate::time::Timestamp;
 use crate::wire::data::DataHeader;
 use crate::wire::{PACKET_TYPE_DATA, PACKET_TYPE_HANDSHAKE};
 use peer::Peer;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use session::Session;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Duration;
 
+mod config;
+mod events;
+mod handshakes;
 mod peer;
 mod session;
+mod status;
+
+pub use config::{EndpointConfig, PeerSettings};
+pub use events::{DatagramOutcome, Delivery, DownReason, EndpointDrop, Event, Transmit};
+pub use status::{EndpointDrops, PeerStatus, SessionState};
 
 /// Index of a peer among those given to [`Endpoint::new`], in their order,
 /// skipping any that were refused (our own key, or a duplicate).
 pub type PeerId = usize;
-
-/// Settings of an endpoint.
-#[derive(Clone, Debug)]
-pub struct EndpointConfig {
-    /// Handshake settings (deadline, cut-off margin, flood rate).
-    pub handshake: HandshakeConfig,
-    /// Data plane settings (rate ceiling, datagram size, queue limits).
-    pub data_plane: DataPlaneConfig,
-    /// A session is rekeyed after this long.
-    pub rekey_interval: Duration,
-    /// Wait after a failed handshake before trying again.
-    pub retry_interval: Duration,
-    /// Longest wait between attempts while they keep failing.
-    pub max_retry_interval: Duration,
-    /// Start a new handshake when what we sent has gone unanswered this
-    /// long. Must exceed the data plane's keepalive interval plus a round
-    /// trip, or idle sessions rekey needlessly.
-    pub unresponsive_timeout: Duration,
-    /// IP packets held per peer while no session is usable.
-    pub pending_packet_limit: usize,
-}
-
-impl Default for EndpointConfig {
-    fn default() -> Self {
-        EndpointConfig {
-            handshake: HandshakeConfig::default(),
-            data_plane: DataPlaneConfig {
-                keepalive_interval: Duration::from_secs(1),
-                ..DataPlaneConfig::default()
-            },
-            rekey_interval: Duration::from_secs(120),
-            retry_interval: Duration::from_secs(1),
-            max_retry_interval: Duration::from_secs(30),
-            unresponsive_timeout: Duration::from_secs(3),
-            pending_packet_limit: 256,
-        }
-    }
-}
-
-/// What the endpoint knows of a peer in advance.
-#[derive(Clone, Debug)]
-pub struct PeerSettings {
-    /// The peer's Ed25519 identity key.
-    pub identity: VerifyingKey,
-    /// Where to reach it; `None` for a peer that will call us (a server
-    /// learns its clients' addresses).
-    pub endpoint: Option<SocketAddr>,
-}
-
-/// A datagram [`Endpoint::poll_transmit`] appended to the caller's buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddr,
-    /// Its length: the last `size` bytes of the buffer.
-    pub size: usize,
-}
-
-/// What [`Endpoint::handle_datagram`] did with a datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DatagramOutcome {
-    /// An authentic, fresh data packet of `peer`'s session.
-    Data {
-        /// Whose.
-        peer: PeerId,
-        /// The session whose keys opened it.
-        session_id: u64,
-    },
-    /// A handshake packet from `peer` (its identity key is configured).
-    Handshake {
-        /// Whose.
-        peer: PeerId,
-        /// It carried proofs not seen before (it moved a handshake on, or
-        /// started one as responder).
-        progressed: bool,
-        /// Why it, or part of it, was dropped.
-        dropped: Option<HandshakeDrop>,
-    },
-    /// Dropped before any peer state took it.
-    Dropped(EndpointDrop),
-}
-
-/// Why a datagram was dropped before any peer's state took it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndpointDrop {
-    /// Neither a handshake nor a data packet.
-    NotTgp,
-    /// A data packet too short to carry its header and tag.
-    Truncated,
-    /// A handshake packet from an identity we do not know.
-    UnknownPeer,
-    /// A data packet of a session no peer has.
-    UnknownSession,
-    /// A data packet of a peer's session that did not open.
-    Data(OpenError),
-}
-
-/// A segment that arrived through a session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivery {
-    /// The peer it came from.
-    pub peer: PeerId,
-    /// The flow the peer's sender gave it.
-    pub flow: FlowId,
-    /// The segment: an IP packet, or a stream's bytes.
-    pub segment: Vec<u8>,
-}
-
-/// Why a session went down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DownReason {
-    /// Nothing authentic arrived for the idle timeout.
-    PeerSilent,
-    /// The peer restarted: the old session was replaced by a fresh one.
-    Replaced,
-}
-
-/// Something the owner may want to log or act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A session with the peer is usable (new, or rekeyed).
-    SessionUp {
-        /// Which peer.
-        peer: PeerId,
-        /// The new session's id.
-        session_id: u64,
-        /// Whether it continues the previous session (a rekey).
-        rekeyed: bool,
-    },
-    /// A session went down.
-    SessionDown {
-        /// Which peer.
-        peer: PeerId,
-        /// Why.
-        reason: DownReason,
-    },
-    /// A handshake attempt ended without a session.
-    HandshakeFailed {
-        /// Which peer.
-        peer: PeerId,
-    },
-    /// The peer's packets now come from another address.
-    PeerMoved {
-        /// Which peer.
-        peer: PeerId,
-        /// The old address, if one was known.
-        from: Option<SocketAddr>,
-        /// The new address.
-        to: SocketAddr,
-    },
-}
-
-/// Datagrams the endpoint dropped before any peer state saw them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EndpointDrops {
-    /// Neither a handshake nor a data packet.
-    pub not_tgp: u64,
-    /// Data packets too short for a header and a tag.
-    pub truncated: u64,
-    /// A handshake packet from an identity we do not know.
-    pub unknown_peer: u64,
-    /// A data packet of a session no peer has.
-    pub unknown_session: u64,
-    /// A handshake packet that could not start a new handshake (stale,
-    /// replayed or forged commitment).
-    pub stale_handshake: u64,
-    /// IP packets dropped because no session was usable and the hold
-    /// queue was full, or the peer's address is unknown.
-    pub no_session: u64,
-    /// IP packets the data plane refused (queue full or too large).
-    pub send_refused: u64,
-}
-
-/// The state of a peer's session, for `tgp status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionState {
-    /// No session and no handshake running.
-    Idle,
-    /// A handshake is running and no session is usable yet.
-    Handshaking,
-    /// A session is usable.
-    Up,
-}
-
-/// A snapshot of one peer.
-#[derive(Clone, Debug)]
-pub struct PeerStatus {
-    /// The peer's identity key.
-    pub identity: [u8; 32],
-    /// Session state.
-    pub state: SessionState,
-    /// Where its packets come from and ours go.
-    pub endpoint: Option<SocketAddr>,
-    /// The current session's id.
-    pub session_id: Option<u64>,
-    /// Data plane counters and estimates (RTT, loss each way, redundancy,
-    /// rate, bytes and packets, drops by reason), if a session exists.
-    pub data: Option<DataPlaneStats>,
-    /// Counters of the current or last handshake.
-    pub handshake: Option<HandshakeStats>,
-    /// Sessions set up with this peer so far (rekeys included).
-    pub sessions_started: u64,
-    /// IP packets waiting for a session.
-    pub pending_packets: usize,
-}
 
 /// All peers on one socket. See the module documentation.
 pub struct Endpoint {
@@ -386,34 +181,6 @@ impl Endpoint {
         self.unix_time_at_origin_ms + now.as_nanos() / 1_000_000
     }
 
-    fn new_handshake(
-        &mut self,
-        now: Timestamp,
-        peer: PeerId,
-        responder: bool,
-    ) -> Option<Handshake> {
-        let p = &self.peers[peer];
-        let mut config = self.config.handshake.clone();
-        config.align_start_to_peer = responder;
-        config.continues_session = p.session.as_ref().map(|s| s.session_id);
-        let unix_time_ms = self.unix_time_ms(now);
-        Handshake::new(
-            now,
-            unix_time_ms,
-            self.identity.clone(),
-            p.settings.identity,
-            config,
-            &mut self.rng,
-        )
-        .ok()
-    }
-
-    fn start_handshake(&mut self, now: Timestamp, peer: PeerId, responder: bool) {
-        if let Some(handshake) = self.new_handshake(now, peer, responder) {
-            self.peers[peer].replace_handshake(handshake);
-        }
-    }
-
     /// Hands an IP packet from the TUN to `peer`'s session. Without a
     /// usable session the packet is held (up to a limit) and a handshake
     /// starts if the peer's address is known.
@@ -504,78 +271,6 @@ impl Endpoint {
         outcome
     }
 
-    fn handle_handshake_packet(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        datagram: &[u8],
-    ) -> DatagramOutcome {
-        let Some(peer) = peek_sender(datagram)
-            .ok()
-            .and_then(|key| self.peer_by_identity(&key))
-        else {
-            return DatagramOutcome::Dropped(EndpointDrop::UnknownPeer);
-        };
-        if let Some(lingering) = &mut self.peers[peer].lingering {
-            // Packets of the old session are answered there; others are
-            // refused there without effect.
-            let _ = lingering.handle_packet(now, datagram);
-        }
-        let (mut progressed, mut dropped) = (false, None);
-        let needs_new_handshake = match &mut self.peers[peer].handshake {
-            Some(handshake) if !handshake.is_finished() => {
-                let received = handshake.handle_packet(now, datagram);
-                progressed = received.progressed();
-                dropped = received.dropped;
-                if progressed {
-                    self.note_authentic_source(peer, from);
-                }
-                received.dropped == Some(HandshakeDrop::NewerCommitment)
-            }
-            _ => true,
-        };
-        if needs_new_handshake {
-            if self.try_responder(now, peer, from, datagram) {
-                progressed = true;
-                dropped = None;
-            } else {
-                dropped = Some(HandshakeDrop::StaleCommitment);
-            }
-        }
-        self.drain_handshake_events(now, peer);
-        DatagramOutcome::Handshake {
-            peer,
-            progressed,
-            dropped,
-        }
-    }
-
-    /// The peer began a handshake we have no live state for: answer it
-    /// with a new one, but only if its commitment verifies and is newer
-    /// than any seen from this peer. Returns whether it did.
-    fn try_responder(
-        &mut self,
-        now: Timestamp,
-        peer: PeerId,
-        from: SocketAddr,
-        datagram: &[u8],
-    ) -> bool {
-        let Some(mut candidate) = self.new_handshake(now, peer, true) else {
-            return false;
-        };
-        let _ = candidate.handle_packet(now, datagram);
-        let commitment_time = candidate.peer_commitment_time().unwrap_or(0);
-        if commitment_time <= self.peers[peer].newest_peer_commitment {
-            self.drops.stale_handshake += 1;
-            return false;
-        }
-        let p = &mut self.peers[peer];
-        p.newest_peer_commitment = commitment_time;
-        p.replace_handshake(candidate);
-        self.note_authentic_source(peer, from);
-        true
-    }
-
     fn note_authentic_source(&mut self, peer: PeerId, from: SocketAddr) {
         let p = &mut self.peers[peer];
         if let Some(time) = p.handshake.as_ref().and_then(|h| h.peer_commitment_time()) {
@@ -628,80 +323,6 @@ impl Endpoint {
         DatagramOutcome::Data {
             peer,
             session_id: received.session_id,
-        }
-    }
-
-    fn drain_handshake_events(&mut self, now: Timestamp, peer: PeerId) {
-        loop {
-            let Some(event) = self.peers[peer]
-                .handshake
-                .as_mut()
-                .and_then(|h| h.poll_event())
-            else {
-                return;
-            };
-            match event {
-                HandshakeEvent::Usable(keys) => self.session_usable(now, peer, keys),
-                HandshakeEvent::Established => {}
-                HandshakeEvent::Aborted => {
-                    let p = &mut self.peers[peer];
-                    let backoff = self
-                        .config
-                        .retry_interval
-                        .saturating_mul(1 << p.failed_attempts.min(16))
-                        .min(self.config.max_retry_interval);
-                    p.failed_attempts = p.failed_attempts.saturating_add(1);
-                    p.retry_at = Some(now + backoff);
-                    if p.session.is_none() {
-                        self.events.push_back(Event::HandshakeFailed { peer });
-                    }
-                }
-            }
-        }
-    }
-
-    fn session_usable(&mut self, now: Timestamp, peer: PeerId, keys: SessionKeys) {
-        let p = &mut self.peers[peer];
-        let continued = p.handshake.as_ref().and_then(|h| h.continued_session());
-        let session_id = keys.session_id;
-        p.failed_attempts = 0;
-        let rekeyed = match &mut p.session {
-            Some(session) if continued == Some(session.session_id) => {
-                session.rekey(now, keys);
-                true
-            }
-            _ => {
-                if let Some(old) = p.session.take() {
-                    self.events.push_back(Event::SessionDown {
-                        peer,
-                        reason: DownReason::Replaced,
-                    });
-                    for id in old.ids() {
-                        self.by_session.remove(id);
-                    }
-                }
-                p.session = Some(Session::new(now, keys, self.config.data_plane.clone()));
-                false
-            }
-        };
-        p.sessions_started += 1;
-        self.by_session.insert(session_id, peer);
-        self.events.push_back(Event::SessionUp {
-            peer,
-            session_id,
-            rekeyed,
-        });
-        let p = &mut self.peers[peer];
-        if let Some(session) = &mut p.session {
-            while let Some((flow, class, packet)) = p.pending.pop_front() {
-                if session
-                    .data
-                    .send_segment(now, flow, class, &packet)
-                    .is_err()
-                {
-                    self.drops.send_refused += 1;
-                }
-            }
         }
     }
 
