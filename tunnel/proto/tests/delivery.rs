@@ -11,17 +11,7 @@ use tgp_sim::data_plane::{BulkSource, DataPlaneNode, PeriodicSource};
 use tgp_sim::{LinkConfig, Simulation};
 
 fn keys() -> (SessionKeys, SessionKeys) {
-    let a = SessionKeys {
-        send: [0x11; 32],
-        receive: [0x22; 32],
-        session_id: 0x5e55,
-    };
-    let b = SessionKeys {
-        send: [0x22; 32],
-        receive: [0x11; 32],
-        session_id: 0x5e55,
-    };
-    (a, b)
+    SessionKeys::pair([0x11; 32], [0x22; 32], 0x5e55)
 }
 
 struct Pair {

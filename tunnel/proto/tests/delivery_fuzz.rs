@@ -10,17 +10,7 @@ use tgp_proto::wire::frame::{Frame, Receipt};
 use tgp_proto::{DeliveryClass, SessionKeys, Timestamp};
 
 fn keys() -> (SessionKeys, SessionKeys) {
-    let a = SessionKeys {
-        send: [7; 32],
-        receive: [8; 32],
-        session_id: 99,
-    };
-    let b = SessionKeys {
-        send: [8; 32],
-        receive: [7; 32],
-        session_id: 99,
-    };
-    (a, b)
+    SessionKeys::pair([7; 32], [8; 32], 99)
 }
 
 #[derive(Debug, Clone)]

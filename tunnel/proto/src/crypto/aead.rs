@@ -321,17 +321,7 @@ mod tests {
     }
 
     fn keys() -> (SessionKeys, SessionKeys) {
-        let a = SessionKeys {
-            send: [1; 32],
-            receive: [2; 32],
-            session_id: 7,
-        };
-        let b = SessionKeys {
-            send: [2; 32],
-            receive: [1; 32],
-            session_id: 7,
-        };
-        (a, b)
+        SessionKeys::pair([1; 32], [2; 32], 7)
     }
 
     #[test]

@@ -16,6 +16,31 @@ pub struct SessionKeys {
     pub session_id: u64,
 }
 
+impl SessionKeys {
+    /// Both ends of one session from its two direction keys, as a
+    /// handshake would derive them: the first side sends with
+    /// `first_to_second`, the second with `second_to_first`. For tests and
+    /// the simulator, which set sessions up without a handshake.
+    pub fn pair(
+        first_to_second: [u8; 32],
+        second_to_first: [u8; 32],
+        session_id: u64,
+    ) -> (SessionKeys, SessionKeys) {
+        (
+            SessionKeys {
+                send: first_to_second,
+                receive: second_to_first,
+                session_id,
+            },
+            SessionKeys {
+                send: second_to_first,
+                receive: first_to_second,
+                session_id,
+            },
+        )
+    }
+}
+
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
