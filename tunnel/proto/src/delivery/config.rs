@@ -11,7 +11,7 @@ pub(crate) const CONTROL_RESERVE: usize = 16;
 pub(crate) const SYMBOL_FRAME_HEADER: usize = 1 + 10 + 1 + 1 + 3;
 /// Highest loss any estimate is allowed to reach, whatever the
 /// configuration: redundancy for more would be unbounded.
-const LOSS_HARD_CAP: f64 = 0.99;
+pub(crate) const LOSS_HARD_CAP: f64 = 0.99;
 
 /// Tunables of a [`DataPlane`]. [`Default`] suits a 1400-byte path.
 #[derive(Clone, Debug)]

@@ -188,7 +188,7 @@ impl DataPlane {
                 ceiling_bits_per_second: config.rate_ceiling_bits_per_second,
                 initial_bits_per_second: config.initial_rate_bits_per_second,
                 queue_delay_target: config.queue_delay_target,
-                max_loss: config.max_loss,
+                max_loss: config.loss_cap(),
             },
         );
         DataPlane {

@@ -44,7 +44,8 @@ pub struct RateConfig {
     pub initial_bits_per_second: u64,
     /// Queueing delay above the minimum RTT treated as congestion.
     pub queue_delay_target: Duration,
-    /// Highest loss fraction the anti-amplification cap honours.
+    /// Highest loss fraction the anti-amplification cap honours (already
+    /// within 0..0.99: [`DataPlaneConfig::loss_cap`](super::DataPlaneConfig)).
     pub max_loss: f64,
 }
 
@@ -313,7 +314,7 @@ impl RateController {
             .iter()
             .map(|&(_, r)| r)
             .reduce(f64::max)?;
-        let loss = self.peer_loss.min(self.config.max_loss.clamp(0.0, 0.99));
+        let loss = self.peer_loss.min(self.config.max_loss);
         Some(arrived / (1.0 - loss) * 1.5)
     }
 

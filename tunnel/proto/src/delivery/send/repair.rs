@@ -3,7 +3,7 @@
 //! receipt or a timer shows it still short. Pure functions of the measured
 //! loss, the group and the configuration.
 
-use crate::delivery::config::DataPlaneConfig;
+use crate::delivery::config::{DataPlaneConfig, LOSS_HARD_CAP};
 use crate::delivery::fec;
 
 /// What the policy needs to know of the sender's situation.
@@ -84,7 +84,7 @@ pub(crate) fn has_fresh_repair(k: usize, next_repair_index: usize) -> bool {
 /// fails (fewer than `k` of `k + r` arrive) with probability at most
 /// `target`, when each symbol is lost independently with probability `p`.
 pub(crate) fn repairs_for_residual(k: usize, p: f64, target: f64, max: usize) -> usize {
-    let p = p.clamp(0.0, 0.99);
+    let p = p.clamp(0.0, LOSS_HARD_CAP);
     if p <= 0.0 {
         return 0;
     }
