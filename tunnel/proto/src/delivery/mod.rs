@@ -84,6 +84,7 @@
 
 mod config;
 pub mod fec;
+mod histogram;
 mod keys;
 mod ranges;
 mod rate;
@@ -95,6 +96,7 @@ mod timer;
 mod transmit;
 
 pub use config::DataPlaneConfig;
+pub use histogram::DelayHistogram;
 pub use ranges::RangeSet;
 pub use receipt::{DeliveryRecord, DirectionRecord};
 pub use recv::Delivered;
@@ -123,6 +125,10 @@ use timer::Timer;
 /// A flow chosen by the caller (e.g. a hash of the 5-tuple). Reliable
 /// segments are ordered within a flow; flows never wait for each other.
 pub type FlowId = u64;
+
+/// A reliable segment carries its send time (for the added-delay
+/// measurement) at most this often.
+pub const STAMP_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long, at the pacing rate, the bytes a stream may queue last
 /// ([`DataPlane::stream_room`]).
@@ -168,6 +174,8 @@ pub struct DataPlane {
     last_sent_at: Timestamp,
     /// Reused buffer for encoding receipts and abandonments.
     scratch: Vec<u8>,
+    /// When the next reliable segment gets a send time.
+    next_stamp_at: Timestamp,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -209,6 +217,7 @@ impl DataPlane {
             last_heard_at: now,
             last_sent_at: now,
             scratch: Vec::new(),
+            next_stamp_at: now,
         }
     }
 
@@ -300,6 +309,7 @@ impl DataPlane {
             DeliveryClass::Reliable => (
                 SymbolClass::Reliable {
                     flow_seq: self.queue.next_flow_position(flow),
+                    created_micros: self.stamp(now),
                 },
                 None,
             ),
@@ -313,6 +323,16 @@ impl DataPlane {
         };
         self.enqueue(now, flow, class, segment, expires_at);
         Ok(())
+    }
+
+    /// The send time to stamp on a reliable segment taken at `now`, about
+    /// once per [`STAMP_INTERVAL`].
+    fn stamp(&mut self, now: Timestamp) -> Option<u64> {
+        if now < self.next_stamp_at {
+            return None;
+        }
+        self.next_stamp_at = now + STAMP_INTERVAL;
+        Some(micros(now))
     }
 
     fn check_size(&mut self, segment: &[u8]) -> Result<(), SendError> {
@@ -380,6 +400,7 @@ impl DataPlane {
         }
         let class = SymbolClass::Reliable {
             flow_seq: self.queue.next_flow_position(flow),
+            created_micros: self.stamp(now),
         };
         self.enqueue(now, flow, class, segment, None);
         Ok(())

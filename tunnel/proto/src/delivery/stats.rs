@@ -1,6 +1,7 @@
 //! Counters and estimates a data plane reports ([`DataPlaneStats`]), with
 //! its drops by reason ([`DropCounts`]).
 
+use super::histogram::DelayHistogram;
 use crate::crypto::aead::OpenError;
 use std::time::Duration;
 
@@ -80,6 +81,12 @@ pub struct DataPlaneStats {
     pub min_rtt: Duration,
     /// Smoothed round-trip time.
     pub smoothed_rtt: Duration,
+    /// Delay the tunnel added to the segments it delivered here: from the
+    /// peer's `send_segment` to our delivery, less the least such time
+    /// seen (the path's base one-way delay). Sampled: every deadline
+    /// segment, and a reliable segment about every
+    /// [`STAMP_INTERVAL`](super::STAMP_INTERVAL).
+    pub added_delay: DelayHistogram,
 }
 
 impl DropCounts {

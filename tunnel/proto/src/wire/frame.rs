@@ -13,7 +13,8 @@
 //! PING     0x06                               (keepalive)
 //! ranges = count:v then (gap from previous end:v, length:v) per range
 //! needs  = count:v then (group_first:v, needed:v) per group
-//! symbol = flow:v class:u8 (0: flow_seq:v | 1: deadline_us:v created_us:v) payload
+//! symbol = flow:v class:u8 (0: flow_seq:v | 1: deadline_us:v created_us:v
+//!                           | 2: flow_seq:v created_us:v) payload
 //! v = LEB128 varint of a u64
 //! ```
 
@@ -128,6 +129,10 @@ pub enum SymbolClass {
     Reliable {
         /// Position of the segment in its flow.
         flow_seq: u64,
+        /// When the segment was handed to the sender, in the sender's
+        /// clock, on the segments the sender samples for the added-delay
+        /// measurement (class 2 on the wire; class 0 without).
+        created_micros: Option<u64>,
     },
     /// Before the deadline; stamped with the sender's clock.
     Deadline {
@@ -336,9 +341,20 @@ impl<'a> Symbol<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         put_varint(out, self.flow);
         match self.class {
-            SymbolClass::Reliable { flow_seq } => {
+            SymbolClass::Reliable {
+                flow_seq,
+                created_micros: None,
+            } => {
                 out.push(0);
                 put_varint(out, flow_seq);
+            }
+            SymbolClass::Reliable {
+                flow_seq,
+                created_micros: Some(created),
+            } => {
+                out.push(2);
+                put_varint(out, flow_seq);
+                put_varint(out, created);
             }
             SymbolClass::Deadline {
                 deadline_micros,
@@ -359,6 +375,11 @@ impl<'a> Symbol<'a> {
         let class = match reader.u8()? {
             0 => SymbolClass::Reliable {
                 flow_seq: reader.varint()?,
+                created_micros: None,
+            },
+            2 => SymbolClass::Reliable {
+                flow_seq: reader.varint()?,
+                created_micros: Some(reader.varint()?),
             },
             1 => SymbolClass::Deadline {
                 deadline_micros: reader.varint()?,
@@ -447,7 +468,7 @@ mod tests {
         #[test]
         fn symbol_round_trip(flow in any::<u64>(), a in any::<u64>(), b in any::<u64>(), deadline in any::<bool>(),
                              payload in proptest::collection::vec(any::<u8>(), 0..50)) {
-            let class = if deadline { SymbolClass::Deadline { deadline_micros: a, created_micros: b } } else { SymbolClass::Reliable { flow_seq: a } };
+            let class = if deadline { SymbolClass::Deadline { deadline_micros: a, created_micros: b } } else { SymbolClass::Reliable { flow_seq: a, created_micros: (b % 2 == 0).then_some(b) } };
             let symbol = Symbol { flow, class, payload: &payload };
             let mut out = Vec::new();
             symbol.encode(&mut out);

@@ -5,10 +5,11 @@
 //! per flow for reliable segments, on time for deadline ones) or abandoned
 //! (late, or given up by the sender) — and keeps the incoming half of the
 //! bilateral record. Its parts: FEC reassembly ([`reassembly`]), per-flow
-//! ordering ([`reorder`]), the deadline clock ([`deadline`]) and the loss
+//! ordering ([`reorder`]), the sender's clock ([`clock`]: deadlines and
+//! the added-delay measurement) and the loss
 //! meter ([`loss`], fed by the glue for every authentic packet).
 
-pub(crate) mod deadline;
+pub(crate) mod clock;
 pub(crate) mod loss;
 pub(crate) mod reassembly;
 pub(crate) mod reorder;
@@ -20,7 +21,7 @@ use super::{fec, FlowId};
 use crate::class::DeliveryClass;
 use crate::time::Timestamp;
 use crate::wire::frame::{Symbol, SymbolClass};
-use deadline::DeadlineClock;
+use clock::SenderClock;
 use reassembly::{Decoded, RepairVerdict, RxGroups};
 use reorder::FlowReorder;
 use std::collections::VecDeque;
@@ -49,7 +50,7 @@ pub(crate) struct Receiver {
     cumulative: u64,
     groups: RxGroups,
     flows: FlowReorder,
-    clock: DeadlineClock,
+    clock: SenderClock,
     deliveries: VecDeque<Delivered>,
 }
 
@@ -207,19 +208,34 @@ impl Receiver {
     ) {
         self.resolved.insert(seq);
         match symbol.class {
-            SymbolClass::Reliable { flow_seq } => {
+            SymbolClass::Reliable {
+                flow_seq,
+                created_micros,
+            } => {
                 self.record.delivered.insert(seq);
+                if let (true, Some(created)) = (direct, created_micros) {
+                    self.clock.observe(now, created);
+                }
                 let deliveries = &mut self.deliveries;
-                self.flows
-                    .accept(symbol.flow, flow_seq, seq, symbol.payload, |payload| {
+                let clock = &self.clock;
+                self.flows.accept(
+                    symbol.flow,
+                    flow_seq,
+                    created_micros,
+                    symbol.payload,
+                    |payload, created| {
                         stats.segments_delivered += 1;
                         stats.bytes_delivered += payload.len() as u64;
+                        if let Some(added) = created.and_then(|c| clock.added_delay(now, c)) {
+                            stats.added_delay.record(added);
+                        }
                         deliveries.push_back(Delivered {
                             flow: symbol.flow,
                             class: DeliveryClass::Reliable,
                             segment: payload,
                         });
-                    });
+                    },
+                );
             }
             SymbolClass::Deadline {
                 deadline_micros,
@@ -235,6 +251,9 @@ impl Receiver {
                     self.record.delivered.insert(seq);
                     stats.segments_delivered += 1;
                     stats.bytes_delivered += symbol.payload.len() as u64;
+                    if let Some(added) = self.clock.added_delay(now, created_micros) {
+                        stats.added_delay.record(added);
+                    }
                     self.deliveries.push_back(Delivered {
                         flow: symbol.flow,
                         class: DeliveryClass::Deadline(Duration::from_micros(deadline_micros)),

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Default)]
 struct RxFlow {
     next: u64,
-    /// Segments that arrived ahead of `next`: flow position → (sequence
-    /// number, payload).
-    waiting: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// Segments that arrived ahead of `next`: flow position → (payload,
+    /// send time if stamped).
+    waiting: BTreeMap<u64, (Vec<u8>, Option<u64>)>,
 }
 
 /// The reliable flows seen from the peer.
@@ -20,31 +20,31 @@ pub(crate) struct FlowReorder {
 }
 
 impl FlowReorder {
-    /// A reliable segment at `position` in `flow` (sequence number `seq`)
-    /// arrived; hands every segment of the flow that is now in order to
-    /// `deliver`, lowest position first.
+    /// A reliable segment at `position` in `flow` arrived (with its send
+    /// time if the sender stamped it); hands every segment of the flow that
+    /// is now in order to `deliver`, lowest position first.
     pub(crate) fn accept(
         &mut self,
         flow: FlowId,
         position: u64,
-        seq: u64,
+        created_micros: Option<u64>,
         payload: &[u8],
-        mut deliver: impl FnMut(Vec<u8>),
+        mut deliver: impl FnMut(Vec<u8>, Option<u64>),
     ) {
         let state = self.flows.entry(flow).or_default();
         if position >= state.next {
             state
                 .waiting
                 .entry(position)
-                .or_insert_with(|| (seq, payload.to_vec()));
+                .or_insert_with(|| (payload.to_vec(), created_micros));
         }
         while let Some(entry) = state.waiting.first_entry() {
             if *entry.key() != state.next {
                 break;
             }
-            let (_, payload) = entry.remove();
+            let (payload, created) = entry.remove();
             state.next += 1;
-            deliver(payload);
+            deliver(payload, created);
         }
     }
 }
@@ -57,12 +57,12 @@ mod tests {
     fn delivers_in_position_order_once_and_flows_do_not_wait() {
         let mut reorder = FlowReorder::default();
         let mut out = Vec::new();
-        reorder.accept(1, 1, 10, b"b", |p| out.push(p));
+        reorder.accept(1, 1, None, b"b", |p, _| out.push(p));
         assert!(out.is_empty());
-        reorder.accept(2, 0, 11, b"x", |p| out.push(p));
+        reorder.accept(2, 0, None, b"x", |p, _| out.push(p));
         assert_eq!(out, vec![b"x".to_vec()]);
-        reorder.accept(1, 0, 12, b"a", |p| out.push(p));
-        reorder.accept(1, 0, 13, b"a", |p| out.push(p));
+        reorder.accept(1, 0, Some(7), b"a", |p, _| out.push(p));
+        reorder.accept(1, 0, None, b"a", |p, _| out.push(p));
         assert_eq!(out, vec![b"x".to_vec(), b"a".to_vec(), b"b".to_vec()]);
     }
 }
