@@ -5,7 +5,8 @@
 //! This module owns the [`Node`] trait that endpoints implement, the
 //! [`Simulation`] event loop, the link model ([`LinkConfig`], [`LossModel`],
 //! [`LinkStats`]) and two small reference nodes ([`nodes::Pinger`],
-//! [`nodes::Sink`]).
+//! [`nodes::Sink`]). [`tcp`] is a Linux-like TCP model and [`tcp_flow`]
+//! the nodes that run it over a link or through a tgp data plane.
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,6 +41,8 @@
 pub mod data_plane;
 mod link;
 pub mod nodes;
+pub mod tcp;
+pub mod tcp_flow;
 
 pub use link::{LinkConfig, LinkStats, LossModel};
 
