@@ -36,6 +36,9 @@ pub struct FlowReport {
     /// Data segments that began below the highest byte seen before them
     /// (retransmissions and reordering).
     pub late_segments: u64,
+    /// Segments that arrived after one handed on later than them (the
+    /// path or the tunnel reordered them).
+    pub reordered: u64,
     /// Datagrams or deliveries that did not parse as segments.
     pub decode_errors: u64,
     /// Data segments whose payload was not the stream's bytes.
@@ -43,6 +46,7 @@ pub struct FlowReport {
     /// When the last segment arrived.
     pub last_arrival: Timestamp,
     highest_end: u64,
+    latest_stamp: Timestamp,
 }
 
 impl FlowReport {
@@ -61,6 +65,10 @@ impl FlowReport {
             }
         };
         self.last_arrival = now;
+        if decoded.stamp < self.latest_stamp {
+            self.reordered += 1;
+        }
+        self.latest_stamp = self.latest_stamp.max(decoded.stamp);
         let added = (now - decoded.stamp).saturating_sub(base_delay).as_micros() as u64;
         let seg = &decoded.segment;
         if seg.payload_len > 0 {
@@ -229,21 +237,20 @@ impl TunnelTcpNode {
         }
     }
 
+    /// Hands every segment the data plane delivered to the TCP, one at a
+    /// time, and whatever the TCP answers to each to the data plane before
+    /// the next (a kernel behind a TUN device processes, and ACKs, each
+    /// packet as it is written).
     fn drain_deliveries(&mut self, now: Timestamp) {
         while let Some(delivered) = self.plane.poll_delivery() {
             self.report
                 .record(now, &delivered.segment, self.base_delay, &mut self.tcp);
+            self.pump(now);
         }
     }
-}
 
-impl Node for TunnelTcpNode {
-    fn handle_datagram(&mut self, now: Timestamp, _from: SocketAddr, datagram: &[u8]) {
-        self.plane.handle_datagram(now, datagram);
-        self.drain_deliveries(now);
-    }
-
-    fn poll_transmit(&mut self, now: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+    /// Gives the data plane every segment the TCP wants to send now.
+    fn pump(&mut self, now: Timestamp) {
         while let Some(seg) = self.tcp.poll_segment(now) {
             segment::encode(&seg, now, &mut self.segment_buffer);
             match self.plane.send_segment(
@@ -256,6 +263,17 @@ impl Node for TunnelTcpNode {
                 Err(error) => self.refusals.count(error),
             }
         }
+    }
+}
+
+impl Node for TunnelTcpNode {
+    fn handle_datagram(&mut self, now: Timestamp, _from: SocketAddr, datagram: &[u8]) {
+        self.plane.handle_datagram(now, datagram);
+        self.drain_deliveries(now);
+    }
+
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+        self.pump(now);
         if self.plane.poll_transmit(now, &mut self.buffer) {
             Some((self.peer, self.buffer.clone()))
         } else {

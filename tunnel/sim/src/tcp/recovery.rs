@@ -500,16 +500,13 @@ impl Sender {
             self.retrans_stamp = None;
         } else if self.snd_una >= self.high_seq {
             match self.state {
-                CaState::Cwr => {
-                    if self.snd_una != self.high_seq {
-                        self.end_cwnd_reduction();
-                        self.state = CaState::Open;
-                    }
+                // CWR holds until something above high_seq is ACKed.
+                CaState::Cwr if self.snd_una != self.high_seq => {
+                    self.end_cwnd_reduction();
+                    self.state = CaState::Open;
                 }
                 CaState::Recovery => {
-                    if self.try_undo_recovery() {
-                        return;
-                    }
+                    self.try_undo_recovery();
                     self.end_cwnd_reduction();
                 }
                 _ => {}
@@ -708,15 +705,14 @@ impl Sender {
         self.event(TraceEvent::Undo { at, cwnd });
     }
 
-    /// `tcp_try_undo_recovery`.
-    fn try_undo_recovery(&mut self) -> bool {
+    /// `tcp_try_undo_recovery` (with SACK it always ends in Open).
+    fn try_undo_recovery(&mut self) {
         if self.may_undo() {
             self.undo_cwnd_reduction(false);
         } else if self.rack.reo_wnd_persist > 0 {
             self.rack.reo_wnd_persist -= 1;
         }
         self.state = CaState::Open;
-        false
     }
 
     /// `tcp_try_undo_dsack`: DSACKs show every retransmission spurious.

@@ -318,7 +318,7 @@ fn reordering_within_the_rack_window_is_not_a_loss_once_seen() {
     let stats = h.sender.stats().clone();
     eprintln!("{stats:?}\n{:?}", h.sender.events());
     assert!(
-        h.transmissions.get(&(8000 * u64::from(MSS))).is_some(),
+        h.transmissions.contains_key(&(8000 * u64::from(MSS))),
         "the transfer did not reach the last reordering"
     );
     assert!(stats.retransmits <= 1, "{stats:?}");
