@@ -19,8 +19,9 @@
 //! - [`Receiver`]: delayed ACKs (every second full segment or after the
 //!   delayed-ACK timeout, 16 quick ACKs at the start), immediate ACKs for
 //!   out-of-order data and when a hole fills, SACK compression after
-//!   three duplicate ACKs, up to 3 SACK blocks with DSACK first, a fixed
-//!   receive window.
+//!   three duplicate ACKs, up to 3 SACK blocks with DSACK first, a receive
+//!   window that grows from 64 kB to a fixed clamp (every segment that grows
+//!   it is ACKed at once, as in Linux).
 //!
 //! Files by concern: [`segment`] (format), `rtt` (RTT and RTO), [`cubic`]
 //! (congestion control), [`sender`] (transmission, timers, ACK
@@ -63,7 +64,8 @@ pub struct TcpConfig {
     pub tail_loss_probe: bool,
     /// F-RTO (`tcp_frto`).
     pub frto: bool,
-    /// Receive window the receiver advertises, bytes (fixed).
+    /// Largest receive window the receiver advertises, bytes (it starts
+    /// at 64 kB and grows to this).
     pub receive_window: u32,
     /// Delayed-ACK timeout (`TCP_ATO_MIN`).
     pub delayed_ack: Duration,

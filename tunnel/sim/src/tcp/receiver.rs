@@ -11,7 +11,14 @@
 //!   the same `rcv_nxt`, further ones are compressed for up to
 //!   min(1 ms, RTT/20) or 44 ACKs;
 //! - otherwise after the delayed-ACK timeout (40 ms; Linux's adaptive
-//!   `ato`, doubled each time the timer fires, at most the RTT or 500 ms).
+//!   `ato`, doubled each time the timer fires, at most the RTT or 500 ms);
+//! - and, as `tcp_grow_window` does, at once for every segment that still
+//!   grows the advertised window (`rcv_ssthresh`, from 64 kB, by two
+//!   segments per segment) towards the window clamp. The clamp follows
+//!   receive-buffer autotuning (`tcp_rcv_space_adjust`, "DRS"): once per
+//!   receiver RTT it becomes 2 × the bytes read in that RTT + 16 segments,
+//!   plus twice the growth over the previous RTT, never shrinking, at most
+//!   [`TcpConfig::receive_window`].
 //!
 //! ACKs echo the timestamp of the last segment that advanced the left
 //! edge (`ts_recent`) and carry up to 3 SACK blocks, a DSACK first.
@@ -22,6 +29,8 @@ use super::{at_micros, micros, ts_clock, TcpConfig};
 use std::collections::BTreeMap;
 use tgp_proto::Timestamp;
 
+/// The first advertised window (`tcp_rmem[1]` = 128 kB of buffer).
+const INITIAL_RCV_SSTHRESH: u64 = 65_535;
 /// SACK blocks remembered (`TCP_NUM_SACKS`).
 const NUM_SACKS: usize = 4;
 /// SACK blocks sent with timestamps (40 bytes of options − 12) / 8.
@@ -62,6 +71,15 @@ pub struct Receiver {
     sacks: Vec<SackBlock>,
     dsack: Option<SackBlock>,
     ts_recent: u32,
+    /// The window advertised while it grows (`rcv_ssthresh`).
+    rcv_ssthresh: u64,
+    /// What autotuning lets the window grow to (`window_clamp`).
+    window_clamp: u64,
+    /// Bytes read in the last autotuning interval (`rcvq_space.space`).
+    rcvq_space: u64,
+    /// `rcv_nxt` and time at the start of the interval.
+    rcvq_seq: u64,
+    rcvq_time: Micros,
     ack_scheduled: bool,
     ack_now: bool,
     delack_at: Option<Micros>,
@@ -75,8 +93,10 @@ pub struct Receiver {
     compressed_ack_rcv_nxt: u64,
     dup_ack_counter: u32,
     comp_at: Option<Micros>,
-    /// Receiver's RTT estimate (from the handshake and timestamp echoes).
+    /// Receiver's RTT estimate (from the handshake and timestamp echoes,
+    /// `rcv_rtt_est`).
     rcv_rtt: Micros,
+    last_tsecr: u32,
     /// The receiver's own RTO (bounds `ato`).
     rto: Micros,
     stats: ReceiverStats,
@@ -100,6 +120,13 @@ impl Receiver {
             sacks: Vec::new(),
             dsack: None,
             ts_recent: 0,
+            rcv_ssthresh: INITIAL_RCV_SSTHRESH.min(u64::from(config.receive_window)),
+            window_clamp: INITIAL_RCV_SSTHRESH.min(u64::from(config.receive_window)),
+            rcvq_space: (10 * u64::from(config.mss))
+                .min(INITIAL_RCV_SSTHRESH)
+                .min(u64::from(config.receive_window)),
+            rcvq_seq: 0,
+            rcvq_time: 0,
             ack_scheduled: false,
             ack_now: false,
             delack_at: None,
@@ -113,6 +140,7 @@ impl Receiver {
             dup_ack_counter: 0,
             comp_at: None,
             rcv_rtt: rtt,
+            last_tsecr: 0,
             rto,
             stats: ReceiverStats::default(),
             cfg: config,
@@ -139,7 +167,8 @@ impl Receiver {
         if seg.seq <= self.rcv_wup {
             self.ts_recent = seg.ts_val;
         }
-        if seg.ts_ecr != 0 && seg.payload_len >= self.rcv_mss {
+        if seg.ts_ecr != 0 && seg.ts_ecr != self.last_tsecr && seg.payload_len >= self.rcv_mss {
+            self.last_tsecr = seg.ts_ecr;
             let delta = ts_clock(self.now).wrapping_sub(seg.ts_ecr);
             if delta < 1 << 30 {
                 let sample = Micros::from(delta.max(1)) * 1000;
@@ -182,6 +211,7 @@ impl Receiver {
         } else {
             self.stats.out_of_order += 1;
             self.data_queue_ofo(start, end);
+            self.grow_window(seg.payload_len);
         }
         self.ack_snd_check();
     }
@@ -190,7 +220,30 @@ impl Receiver {
         if end > self.rcv_nxt {
             self.stats.bytes_delivered += end - self.rcv_nxt;
             self.rcv_nxt = end;
+            // The application reads at once.
+            self.rcv_space_adjust();
         }
+    }
+
+    /// `tcp_rcv_space_adjust` with `tcp_moderate_rcvbuf`: Linux sizes the
+    /// buffer so that the window (half the buffer, `tcp_adv_win_scale` 1,
+    /// with 2·MSS of buffer per MSS of data) is this.
+    fn rcv_space_adjust(&mut self) {
+        if self.rcv_rtt == 0 || self.now.saturating_sub(self.rcvq_time) < self.rcv_rtt {
+            return;
+        }
+        let copied = self.rcv_nxt - self.rcvq_seq;
+        if copied > self.rcvq_space {
+            let mss = u64::from(self.cfg.mss);
+            let mut rcvwin = 2 * copied + 16 * mss;
+            let grow = rcvwin * (copied - self.rcvq_space) / self.rcvq_space.max(1);
+            rcvwin += 2 * grow;
+            let clamp = (rcvwin / mss * mss).min(u64::from(self.cfg.receive_window));
+            self.window_clamp = self.window_clamp.max(clamp);
+            self.rcvq_space = copied;
+        }
+        self.rcvq_seq = self.rcv_nxt;
+        self.rcvq_time = self.now;
     }
 
     /// `tcp_event_data_recv`: schedules an ACK, tracks the peer's MSS and
@@ -217,6 +270,20 @@ impl Receiver {
             }
         }
         self.lrcvtime = Some(self.now);
+        self.grow_window(len);
+    }
+
+    /// `tcp_grow_window`: while the advertised window is below its clamp,
+    /// each segment of 128 bytes or more grows it by two segments and asks
+    /// for an immediate ACK.
+    fn grow_window(&mut self, len: u32) {
+        let clamp = self.window_clamp;
+        if len < 128 || self.rcv_ssthresh >= clamp {
+            return;
+        }
+        let incr = (2 * u64::from(self.cfg.mss)).max(2 * u64::from(len));
+        self.rcv_ssthresh = (self.rcv_ssthresh + incr).min(clamp);
+        self.quick = self.quick.max(1);
     }
 
     fn incr_quickack(&mut self) {
@@ -457,7 +524,7 @@ impl Receiver {
         Segment {
             seq: 0,
             ack: self.rcv_nxt,
-            window: self.cfg.receive_window,
+            window: self.rcv_ssthresh as u32,
             ts_val: ts_clock(self.now),
             ts_ecr: self.ts_recent,
             sack,

@@ -304,7 +304,8 @@ impl Sender {
             rtt.update_min(m, false);
             rtt.sample(m, 0, 0);
         }
-        let window = u64::from(config.receive_window);
+        // The peer's first advertised window (64 kB, see the receiver).
+        let window = u64::from(config.receive_window).min(65_535);
         Sender {
             mss: config.mss.max(1),
             total: total_bytes,

@@ -359,12 +359,54 @@ mod receiver {
         }
     }
 
+    /// A receiver whose window does not grow (its clamp is the first
+    /// window), so only the delayed-ACK rules decide.
     fn receiver() -> Receiver {
-        Receiver::new(
-            TcpConfig::default()
+        let config = TcpConfig {
+            receive_window: 65_535,
+            ..TcpConfig::default()
                 .with_mss(MSS)
-                .with_handshake_rtt(ms(100)),
-        )
+                .with_handshake_rtt(ms(100))
+        };
+        Receiver::new(config)
+    }
+
+    /// Autotuning raises the window clamp after one receiver RTT (100 ms);
+    /// every segment that then grows the window is ACKed at once.
+    #[test]
+    fn every_segment_that_grows_the_window_is_acked_at_once() {
+        // The clamp ends 40 segments above 64 kB: 20 segments grow it.
+        let config = TcpConfig {
+            receive_window: 65_535 + 40 * MSS,
+            ..TcpConfig::default()
+                .with_mss(MSS)
+                .with_handshake_rtt(ms(100))
+        };
+        let mut r = Receiver::new(config);
+        let mut acked = Vec::new();
+        for i in 0..100u64 {
+            let now = at_ms(2 * i);
+            r.handle_segment(now, &data(i));
+            if let Some(ack) = r.poll_segment(now) {
+                acked.push((i, ack.window));
+            }
+        }
+        let immediate =
+            |range: std::ops::Range<u64>| range.clone().all(|i| acked.iter().any(|&(j, _)| j == i));
+        // 16 quick ACKs, then one per two segments until 100 ms...
+        assert!(immediate(0..16), "{acked:?}");
+        assert!(!acked
+            .iter()
+            .any(|&(i, _)| (16..50).contains(&i) && i % 2 == 0));
+        // ...then 20 immediate ones while the window grows, then again one
+        // per two.
+        assert!(immediate(50..70), "{acked:?}");
+        assert!(
+            !acked.iter().any(|&(i, _)| i >= 70 && i % 2 == 0),
+            "{acked:?}"
+        );
+        let last = acked.last().expect("acks").1;
+        assert_eq!(u64::from(last), 65_535 + 40 * u64::from(MSS));
     }
 
     #[test]
