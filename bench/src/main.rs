@@ -12,6 +12,7 @@ mod plot;
 mod procs;
 mod results;
 mod sim;
+mod sim_tcp;
 mod systems;
 
 use clap::{Parser, Subcommand};

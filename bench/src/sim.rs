@@ -6,7 +6,9 @@
 //!   100 ms round trip;
 //! - a game stream (60 datagrams/s of 100 bytes, `Deadline(50 ms)`) over a
 //!   20 ms one-way delay per loss rate;
-//! - one tgp transfer sharing the bottleneck with one NewReno-like flow.
+//! - one tgp transfer sharing the bottleneck with one NewReno-like flow;
+//! - the simulator's Linux-like cubic model straight over the link, through
+//!   tgp, and sharing the bottleneck with tgp ([`crate::sim_tcp`]).
 
 use crate::newreno::{RenoReceiver, RenoSender, PAYLOAD_BYTES};
 use std::net::SocketAddr;
@@ -37,34 +39,43 @@ pub struct SimArgs {
     /// Print the data planes' statistics after each run.
     #[arg(long)]
     pub verbose: bool,
-    /// Skip scenarios: any of reliable, deadline, share.
+    /// Skip scenarios: any of reliable, deadline, share, direct-cubic,
+    /// tcp-cubic, share-cubic.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
+    /// Seconds of each TCP-model flow (default 10; 15 from --rtt 600).
+    #[arg(long)]
+    pub tcp_seconds: Option<u64>,
+    /// Round-trip time of the TCP-model scenarios, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub rtt: u64,
+    /// rate_ceiling of the data plane the TCP model goes through, Mbit/s
+    /// (as `tgp up` with `rate_ceiling`); 0: none (the library default).
+    #[arg(long, default_value_t = 20)]
+    pub tcp_rate_ceiling_mbit: u64,
+    /// Runs per TCP-model cell, with seeds --seed, --seed + 1, ...; each
+    /// line shows the run with the median capacity fraction.
+    #[arg(long, default_value_t = 5)]
+    pub tcp_runs: u64,
+    /// Turn HyStart off in the TCP model (like
+    /// /sys/module/tcp_cubic/parameters/hystart = 0).
+    #[arg(long)]
+    pub no_hystart: bool,
 }
 
-const LINK_BITS_PER_SECOND: u64 = 20_000_000;
+pub(crate) const LINK_BITS_PER_SECOND: u64 = 20_000_000;
 /// Bottleneck queue: 40 ms at the link rate.
 const QUEUE_BYTES: usize = 100_000;
 
-fn keys() -> (SessionKeys, SessionKeys) {
-    let a = SessionKeys {
-        send: [0x11; 32],
-        receive: [0x22; 32],
-        session_id: 0x7470_0001,
-    };
-    let b = SessionKeys {
-        send: [0x22; 32],
-        receive: [0x11; 32],
-        session_id: 0x7470_0001,
-    };
-    (a, b)
+pub(crate) fn keys() -> (SessionKeys, SessionKeys) {
+    SessionKeys::pair([0x11; 32], [0x22; 32], 0x7470_0001)
 }
 
-fn addr(i: u8) -> SocketAddr {
+pub(crate) fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i], 4000))
 }
 
-fn link(one_way: Duration, loss: f64) -> LinkConfig {
+pub(crate) fn link(one_way: Duration, loss: f64) -> LinkConfig {
     let link = LinkConfig::ideal(one_way).with_rate(LINK_BITS_PER_SECOND, QUEUE_BYTES);
     if loss > 0.0 {
         link.with_random_loss(loss)
@@ -123,6 +134,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
         let (_, alone) = share(args, false);
         println!("sim share newreno_alone_capacity_fraction={alone:.3}");
     }
+    crate::sim_tcp::run(args)?;
     eprintln!("# total wall time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

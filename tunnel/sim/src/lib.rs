@@ -5,8 +5,10 @@
 //! This crate owns the [`Node`] trait that endpoints implement, the
 //! [`Simulation`] event loop, the link model ([`link`]: [`LinkConfig`],
 //! [`LossModel`], [`LinkStats`]; pure, and also used by netem's userspace
-//! impairer) and two small reference nodes ([`nodes::Pinger`],
-//! [`nodes::Sink`]).
+//! impairer), two small reference nodes ([`nodes::Pinger`],
+//! [`nodes::Sink`]), the data-plane node ([`data_plane`]), a Linux-like TCP
+//! model ([`tcp`]) and the nodes that run it over a link or through a tgp
+//! data plane ([`tcp_flow`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -41,6 +43,8 @@
 pub mod data_plane;
 pub mod link;
 pub mod nodes;
+pub mod tcp;
+pub mod tcp_flow;
 
 pub use link::{LinkConfig, LinkStats, LossModel};
 

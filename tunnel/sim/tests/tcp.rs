@@ -1,0 +1,155 @@
+//! The TCP model end to end in the simulator: through a tgp data plane on
+//! a clean link, and straight over a lossy one.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tgp_proto::delivery::{DataPlane, DataPlaneConfig};
+use tgp_proto::{SessionKeys, Timestamp};
+use tgp_sim::tcp::segment::HEADER_LEN;
+use tgp_sim::tcp::{Receiver, Sender, TcpConfig, TcpEndpoint};
+use tgp_sim::tcp_flow::{DirectTcpNode, TunnelTcpNode};
+use tgp_sim::{LinkConfig, Simulation};
+
+const RATE: u64 = 20_000_000;
+const QUEUE: usize = 100_000;
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, n], 4000))
+}
+
+fn link(one_way: Duration, loss: f64) -> LinkConfig {
+    let link = LinkConfig::ideal(one_way).with_rate(RATE, QUEUE);
+    if loss > 0.0 {
+        link.with_random_loss(loss)
+    } else {
+        link
+    }
+}
+
+fn keys() -> (SessionKeys, SessionKeys) {
+    let a = SessionKeys {
+        send: [1; 32],
+        receive: [2; 32],
+        session_id: 9,
+    };
+    let b = SessionKeys {
+        send: [2; 32],
+        receive: [1; 32],
+        session_id: 9,
+    };
+    (a, b)
+}
+
+#[test]
+fn cubic_through_tgp_completes_a_transfer_in_order_on_a_clean_link() {
+    let one_way = Duration::from_millis(25);
+    let total = 3_000_000;
+    let plane_config = DataPlaneConfig {
+        rate_ceiling_bits_per_second: Some(RATE),
+        initial_rate_bits_per_second: RATE,
+        max_datagram_size: 1452,
+        ..DataPlaneConfig::default()
+    };
+    let mss = (1340usize.min(plane_config.max_segment_size()) - HEADER_LEN) as u32;
+    let tcp = TcpConfig::default()
+        .with_mss(mss)
+        .with_handshake_rtt(one_way * 2);
+    let (ka, kb) = keys();
+    let mut sim = Simulation::new(3);
+    let sender = TunnelTcpNode::new(
+        TcpEndpoint::Sender(Sender::new(tcp.clone(), Timestamp::ZERO, Some(total))),
+        DataPlane::new(Timestamp::ZERO, ka, plane_config.clone()),
+        addr(2),
+        1,
+        one_way,
+    );
+    let receiver = TunnelTcpNode::new(
+        TcpEndpoint::Receiver(Receiver::new(tcp)),
+        DataPlane::new(Timestamp::ZERO, kb, plane_config),
+        addr(1),
+        1,
+        one_way,
+    );
+    let a = sim.add_node(addr(1), sender);
+    let b = sim.add_node(addr(2), receiver);
+    sim.connect(a, b, link(one_way, 0.0), link(one_way, 0.0));
+    let limit = Timestamp::from_duration(Duration::from_secs(30));
+    sim.run_while(limit, |sim| {
+        !sim.node::<TunnelTcpNode>(a)
+            .tcp
+            .sender()
+            .expect("sender")
+            .is_done()
+    });
+    let sender = sim.node::<TunnelTcpNode>(a);
+    let receiver = sim.node::<TunnelTcpNode>(b);
+    assert!(
+        sender.tcp.sender().expect("sender").is_done(),
+        "transfer unfinished"
+    );
+    assert_eq!(
+        receiver.tcp.receiver().expect("receiver").bytes_delivered(),
+        total
+    );
+    let report = &receiver.report;
+    assert_eq!(report.payload_errors, 0);
+    assert_eq!(report.decode_errors, 0);
+    // tgp delivers one flow's segments in the order it took them.
+    assert_eq!(report.reordered, 0);
+    assert_eq!(sender.report.reordered, 0, "ACKs reordered");
+    // At 20 Mbit/s, 3 MB take about 1.2 s; allow a slow start and more.
+    let took = sim.now().since_origin();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Clean link: what tgp adds to the one-way delay stays small at the
+    // median (queueing in its send queue during slow start is allowed).
+    let mut delays = report.added_delay_micros.clone();
+    delays.sort_unstable();
+    let median = delays[delays.len() / 2];
+    assert!(median < 50_000, "median added delay {median} µs");
+}
+
+/// Goodput of a 10 s direct cubic flow at `loss`, bytes per second.
+fn direct_goodput(loss: f64, seed: u64) -> f64 {
+    let one_way = Duration::from_millis(50);
+    let tcp = TcpConfig::default()
+        .with_mss(1448)
+        .with_handshake_rtt(one_way * 2);
+    let mut sim = Simulation::new(seed);
+    let sender = DirectTcpNode::new(
+        TcpEndpoint::Sender(Sender::new(tcp.clone(), Timestamp::ZERO, None)),
+        addr(2),
+        one_way,
+    );
+    let receiver = DirectTcpNode::new(TcpEndpoint::Receiver(Receiver::new(tcp)), addr(1), one_way);
+    let a = sim.add_node(addr(1), sender);
+    let b = sim.add_node(addr(2), receiver);
+    sim.connect(a, b, link(one_way, loss), link(one_way, loss));
+    sim.run_until(Timestamp::from_duration(Duration::from_secs(10)));
+    let delivered = sim
+        .node::<DirectTcpNode>(b)
+        .tcp
+        .receiver()
+        .expect("receiver")
+        .bytes_delivered();
+    delivered as f64 / 10.0
+}
+
+#[test]
+fn direct_cubic_at_one_percent_loss_is_far_below_a_clean_link() {
+    let clean = direct_goodput(0.0, 1);
+    assert!(
+        clean * 8.0 > 0.7 * RATE as f64,
+        "clean link: {:.1} Mbit/s",
+        clean * 8e-6
+    );
+    for seed in 1..=3 {
+        let lossy = direct_goodput(0.01, seed);
+        assert!(
+            lossy < clean / 2.0,
+            "seed {seed}: {:.1} Mbit/s at 1 % vs {:.1} clean",
+            lossy * 8e-6,
+            clean * 8e-6
+        );
+        assert!(lossy > 0.0, "seed {seed}: nothing delivered at 1 % loss");
+    }
+}
