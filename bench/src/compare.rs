@@ -21,12 +21,13 @@
 
 use crate::paths::{NetPath, PathSpec};
 use crate::procs::{check_interrupt, listening, ns_cmd, wait_until, Proc};
-use crate::results::{self, fig, Machine};
-use crate::systems::{self, Ctx, Running, System, TCP_SYSTEMS};
+use crate::repeat::{self, Figure, Measured, Plan, Scenario, Summary};
+use crate::results::{fig, Machine, ResultsFile, RunArgs};
+use crate::systems::{self, Ctx, Running, System, TgpOptions, TCP_SYSTEMS};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 const IPERF_PORT: u16 = 5201;
@@ -69,19 +70,23 @@ pub struct CompareArgs {
     /// Seconds of iperf3 per cell.
     #[arg(long, default_value_t = 10)]
     pub secs: u64,
-    /// Systems (default: all): tcp-cubic,tcp-bbr,tgp-cubic,tgp-bbr,kcptun,kcptun-tuned,wireguard-go.
+    /// Systems (default: all): tcp-cubic,tcp-bbr,tgp-cubic,tgp-bbr,
+    /// tgp-split-cubic,tgp-split-bbr,kcptun,kcptun-tuned,wireguard-go,openvpn.
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
-    /// Where the figures go.
+    /// Repetitions, tgp options, where the figures go.
     #[command(flatten)]
-    pub output: crate::results::OutputArgs,
+    pub common: RunArgs,
 }
 
-/// One cell of the comparison.
-#[derive(Serialize, Clone, Debug)]
+/// One run of one cell of the comparison.
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct CompareRow {
     /// System name.
     pub system: String,
+    /// Which run of the cell (1-based; 1 in results made before `--repeat`).
+    #[serde(default = "first_run")]
+    pub run: usize,
     /// Loss per direction, percent.
     pub loss_pct: f64,
     /// Round-trip time, ms.
@@ -108,10 +113,82 @@ pub struct CompareRow {
     pub secs: u64,
 }
 
+fn first_run() -> usize {
+    1
+}
+
+impl Measured for CompareRow {
+    fn system(&self) -> &str {
+        &self.system
+    }
+    fn loss_pct(&self) -> f64 {
+        self.loss_pct
+    }
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+    fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// The figures `compare` summarises: goodput, wire bytes per delivered byte
+/// (infinite when nothing was delivered), CPU seconds.
+pub const COMPARE_FIGURES: &[Figure<CompareRow>] = &[
+    Figure {
+        key: "goodput_mbit",
+        short: "goodput",
+        decimals: 2,
+        inf: "inf",
+        get: |r| r.goodput_mbit.unwrap_or(f64::NAN),
+    },
+    Figure {
+        key: "wire_per_goodput",
+        short: "wire_per_goodput",
+        decimals: 3,
+        inf: "inf",
+        get: |r| r.wire_per_goodput.unwrap_or(f64::INFINITY),
+    },
+    Figure {
+        key: "cpu_s",
+        short: "cpu_s",
+        decimals: 2,
+        inf: "inf",
+        get: |r| r.cpu_s.unwrap_or(f64::NAN),
+    },
+];
+
+/// The figures `cpu` summarises: goodput, CPU seconds, Mbit per CPU second.
+pub const CPU_FIGURES: &[Figure<CompareRow>] = &[
+    Figure {
+        key: "goodput_mbit",
+        short: "goodput",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.goodput_mbit.unwrap_or(f64::NAN),
+    },
+    Figure {
+        key: "cpu_s",
+        short: "cpu_s",
+        decimals: 2,
+        inf: "inf",
+        get: |r| r.cpu_s.unwrap_or(f64::NAN),
+    },
+    Figure {
+        key: "mbit_per_cpu_s",
+        short: "mbit_per_cpu_s",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.mbit_per_cpu_s().unwrap_or(f64::NAN),
+    },
+];
+
 impl CompareRow {
-    fn failed(system: System, spec: &PathSpec, secs: u64, reason: String) -> CompareRow {
+    /// The row of a run that could not be measured.
+    pub fn failed(system: System, spec: &PathSpec, secs: u64, reason: String) -> CompareRow {
         CompareRow {
             system: system.name().to_string(),
+            run: 1,
             loss_pct: spec.loss_pct,
             rtt_ms: spec.rtt_ms,
             rate_mbit: spec.rate_mbit.unwrap_or(0.0),
@@ -127,7 +204,38 @@ impl CompareRow {
         }
     }
 
-    /// The line printed for this cell.
+    /// Megabits delivered per counted CPU second.
+    pub fn mbit_per_cpu_s(&self) -> Option<f64> {
+        match (self.goodput_mbit, self.cpu_s) {
+            (Some(g), Some(c)) if c > 0.0 => Some(g * self.secs as f64 / c),
+            _ => None,
+        }
+    }
+
+    /// The start of the summary line (`compare system=… rtt_ms=… rate_mbit=…`).
+    pub fn head(&self) -> String {
+        format!(
+            "compare system={} loss={} rtt_ms={} rate_mbit={}",
+            self.system, self.loss_pct, self.rtt_ms, self.rate_mbit
+        )
+    }
+
+    /// The `cpu` scenario's line for this run.
+    pub fn cpu_line(&self) -> String {
+        let mut line = format!(
+            "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={}",
+            self.system,
+            fig(self.goodput_mbit, 1),
+            fig(self.cpu_s, 2),
+            fig(self.mbit_per_cpu_s(), 1)
+        );
+        if let Some(r) = &self.reason {
+            line.push_str(&format!(" reason={r:?}"));
+        }
+        line
+    }
+
+    /// The line printed for this run.
     pub fn line(&self) -> String {
         let mut s = format!(
             "compare system={} loss={} rtt_ms={} rate_mbit={} goodput_mbit={} wire_per_goodput={} cpu_s={}",
@@ -151,7 +259,7 @@ impl CompareRow {
 }
 
 /// What one iperf3 run measured.
-struct Measured {
+struct IperfMeasured {
     goodput_mbit: f64,
     delivered: u64,
     wire: u64,
@@ -159,7 +267,7 @@ struct Measured {
     retransmits: Option<u64>,
 }
 
-fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<Measured> {
+fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<IperfMeasured> {
     run.check_alive()?;
     let wire0 = path.wire_tx_bytes()?;
     let cpu0 = run.cpu_s();
@@ -242,7 +350,7 @@ fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<Meas
         .as_f64()
         .ok_or_else(|| anyhow!("iperf3 JSON has no end.sum_received.bits_per_second"))?;
     run.check_alive()?;
-    Ok(Measured {
+    Ok(IperfMeasured {
         goodput_mbit: bps / 1e6,
         delivered,
         wire: wire1.saturating_sub(wire0),
@@ -252,13 +360,21 @@ fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<Meas
 }
 
 /// Runs one system on an existing path; never fails: a failure is a row.
-pub fn run_cell(system: System, path: &NetPath, ctx: &Ctx, secs: u64, ceiling: &str) -> CompareRow {
+pub fn run_cell(
+    system: System,
+    path: &NetPath,
+    ctx: &Ctx,
+    secs: u64,
+    tgp: &TgpOptions,
+    run: usize,
+) -> CompareRow {
     let spec = path.spec;
-    let res = systems::start(system, path, ctx, IPERF_PORT, ceiling)
+    let res = systems::start(system, path, ctx, IPERF_PORT, tgp)
         .and_then(|mut r| iperf(path, &mut r, ctx, secs));
     match res {
         Ok(m) => CompareRow {
             system: system.name().to_string(),
+            run,
             loss_pct: spec.loss_pct,
             rtt_ms: spec.rtt_ms,
             rate_mbit: spec.rate_mbit.unwrap_or(0.0),
@@ -272,11 +388,14 @@ pub fn run_cell(system: System, path: &NetPath, ctx: &Ctx, secs: u64, ceiling: &
             retransmits: m.retransmits,
             secs,
         },
-        Err(e) => CompareRow::failed(system, &spec, secs, format!("{e:#}")),
+        Err(e) => CompareRow {
+            run,
+            ..CompareRow::failed(system, &spec, secs, format!("{e:#}"))
+        },
     }
 }
 
-/// A sweep: `systems` one after another on one path per loss rate.
+/// A sweep: one path per loss rate; on it `repeat` rounds of `systems`.
 pub struct Sweep<'a> {
     /// Loss rates, percent.
     pub losses: &'a [f64],
@@ -284,53 +403,92 @@ pub struct Sweep<'a> {
     pub rtt_ms: f64,
     /// Link rate, Mbit/s (None: no rate stage).
     pub rate_mbit: Option<f64>,
-    /// tgp's rate_ceiling.
-    pub ceiling: &'a str,
+    /// How the tgp systems are configured.
+    pub tgp: TgpOptions,
     /// Systems, in order.
     pub systems: &'a [System],
     /// iperf3 seconds per cell.
     pub secs: u64,
+    /// Runs per cell.
+    pub repeat: usize,
 }
 
-/// Runs a sweep; `each` sees every row as it is measured.
-pub fn sweep(sw: &Sweep, ctx: &Ctx, mut each: impl FnMut(&CompareRow)) -> Result<Vec<CompareRow>> {
-    let Sweep {
-        losses,
+struct IperfScenario<'a, F, G> {
+    ctx: &'a Ctx,
+    secs: u64,
+    tgp: &'a TgpOptions,
+    figures: &'static [Figure<CompareRow>],
+    each_run: F,
+    each_cell: G,
+}
+
+impl<F: FnMut(&CompareRow), G: FnMut(&[&CompareRow], &Summary)> Scenario
+    for IperfScenario<'_, F, G>
+{
+    type Row = CompareRow;
+    fn run(&mut self, system: System, path: &NetPath, run: usize) -> CompareRow {
+        run_cell(system, path, self.ctx, self.secs, self.tgp, run)
+    }
+    fn failed(
+        &mut self,
+        system: System,
+        spec: &PathSpec,
+        run: usize,
+        reason: String,
+    ) -> CompareRow {
+        CompareRow {
+            run,
+            ..CompareRow::failed(system, spec, self.secs, reason)
+        }
+    }
+    fn each_run(&mut self, row: &CompareRow) {
+        (self.each_run)(row)
+    }
+    fn each_cell(&mut self, rows: &[&CompareRow], summary: &Summary) {
+        (self.each_cell)(rows, summary)
+    }
+    fn figures(&self) -> &[Figure<CompareRow>] {
+        self.figures
+    }
+}
+
+/// Runs a sweep; `each_run` sees every run's row as it is measured,
+/// `each_cell` every cell's rows and summary once its runs are done.
+pub fn sweep(
+    sw: &Sweep,
+    ctx: &Ctx,
+    figures: &'static [Figure<CompareRow>],
+    each_run: impl FnMut(&CompareRow),
+    each_cell: impl FnMut(&[&CompareRow], &Summary),
+) -> Result<(Vec<CompareRow>, Vec<Summary>)> {
+    let (rtt_ms, rate_mbit) = (sw.rtt_ms, sw.rate_mbit);
+    let path = move |loss_pct| PathSpec {
+        loss_pct,
         rtt_ms,
         rate_mbit,
-        ceiling,
-        systems,
-        secs,
-    } = *sw;
-    let mut rows = Vec::new();
-    for &loss in losses {
-        check_interrupt()?;
-        let spec = PathSpec {
-            loss_pct: loss,
-            rtt_ms,
-            rate_mbit,
-        };
-        let path = match NetPath::up(spec) {
-            Ok(p) => p,
-            Err(e) => {
-                for &s in systems {
-                    let row = CompareRow::failed(s, &spec, secs, format!("path: {e:#}"));
-                    each(&row);
-                    rows.push(row);
-                }
-                continue;
-            }
-        };
-        for &s in systems {
-            check_interrupt()?;
-            let row = run_cell(s, &path, ctx, secs, ceiling);
-            check_interrupt()?;
-            each(&row);
-            rows.push(row);
-        }
-        drop(path);
+    };
+    let plan = Plan {
+        losses: sw.losses,
+        path: &path,
+        systems: sw.systems,
+        repeat: sw.repeat,
+    };
+    let mut scenario = IperfScenario {
+        ctx,
+        secs: sw.secs,
+        tgp: &sw.tgp,
+        figures,
+        each_run,
+        each_cell,
+    };
+    repeat::sweep(&plan, &mut scenario)
+}
+
+/// Prints a run's line (indented, `run K/N:`) when cells repeat.
+pub fn print_run(pb: &ProgressBar, repeat: usize, run: usize, line: &str) {
+    if repeat > 1 {
+        pb.suspend(|| println!("  run {run}/{repeat}: {line}"));
     }
-    Ok(rows)
 }
 
 fn progress(n: u64) -> ProgressBar {
@@ -342,59 +500,68 @@ fn progress(n: u64) -> ProgressBar {
     pb
 }
 
-#[derive(Serialize)]
-struct CompareFile<'a> {
-    scenario: &'static str,
-    machine: Machine,
-    counting: &'static str,
-    rows: &'a [CompareRow],
-}
-
 /// What the JSON says is counted.
 pub const COUNTING: &str = "goodput: iperf3 receiver bytes (end.sum_received) over its time, client in NAME-b sending to server in NAME-a; wire bytes: tx bytes of both ends' eth0 (Ethernet frames, before the impairer's loss) during the cell, both directions; cpu_s: user+sys of the tunnel processes at both ends plus both iperf3 processes (/proc/PID/stat), softirq work and the impairer not counted";
 
 /// `tgp-bench compare`.
 pub fn run(args: &CompareArgs) -> Result<()> {
-    let machine = Machine::here();
+    let mut machine = Machine::here();
     let rtt_ms = parse_ms(&args.rtt)?;
     let rate_mbit = parse_mbit(&args.rate)?;
     let systems = parse_systems(&args.systems, &TCP_SYSTEMS)?;
     if args.secs == 0 || args.secs > 600 {
         bail!("--secs must be 1..=600");
     }
-    let ctx = Ctx::new(args.output.keep_logs)?;
-    let pb = progress((args.loss.len() * systems.len()) as u64);
+    let common = &args.common;
+    let repeat = common.repeat as usize;
+    let ctx = Ctx::new(common.output.keep_logs)?;
+    let pb = progress((args.loss.len() * systems.len() * repeat) as u64);
     let sw = Sweep {
         losses: &args.loss,
         rtt_ms,
         rate_mbit: Some(rate_mbit),
-        ceiling: &args.rate,
+        tgp: TgpOptions::new(common.ceiling(&args.rate)),
         systems: &systems,
         secs: args.secs,
+        repeat,
     };
-    let rows = sweep(&sw, &ctx, |row| {
-        pb.suspend(|| println!("{}", row.line()));
-        pb.inc(1);
-    })?;
+    let (rows, cells) = sweep(
+        &sw,
+        &ctx,
+        COMPARE_FIGURES,
+        |row| {
+            print_run(&pb, repeat, row.run, &row.line());
+            pb.inc(1);
+        },
+        |rows, summary| {
+            let head = rows.first().map(|r| r.head()).unwrap_or_default();
+            pb.suspend(|| println!("{}", summary.line(&head, COMPARE_FIGURES, "")));
+        },
+    )?;
     pb.finish_and_clear();
-    let file = CompareFile {
-        scenario: "compare",
+    machine.finish();
+    let file = ResultsFile {
+        scenario: "compare".into(),
         machine,
-        counting: COUNTING,
-        rows: &rows,
+        counting: COUNTING.into(),
+        params: serde_json::json!({
+            "rtt_ms": rtt_ms,
+            "rate_mbit": rate_mbit,
+            "secs": args.secs,
+            "repeat": repeat,
+            "rate_ceiling": sw.tgp.rate_ceiling,
+            "systems": systems.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            "losses": args.loss,
+        }),
+        rows,
+        cells,
     };
-    let output = &args.output;
-    if let Some(dir) = output.write(&format!("compare-rtt{rtt_ms}"), "compare", &file, &rows)? {
-        let svg = dir.join("goodput.svg");
-        crate::plot::goodput(&svg, &rows, rtt_ms, rate_mbit)?;
-        let latest = results::results_root(output.out.as_deref())
-            .join(format!("latest-compare-rtt{rtt_ms}.svg"));
-        std::fs::copy(&svg, &latest)?;
-        eprintln!(
-            "results in {} (plot also at {})",
-            dir.display(),
-            latest.display()
-        );
+    if let Some(dir) = common
+        .output
+        .write(&format!("compare-rtt{rtt_ms}"), &file, &file.rows)?
+    {
+        let written = crate::report::refresh(&dir)?;
+        eprintln!("results in {} ({})", dir.display(), written.join(", "));
     }
     if ctx.keep {
         eprintln!("logs kept in {}", ctx.dir.display());
@@ -411,50 +578,70 @@ pub struct CpuArgs {
     /// tgp's rate_ceiling on this unimpaired path.
     #[arg(long, default_value = "10gbit")]
     pub ceiling: String,
-    /// Where the figures go.
+    /// Systems (default: tcp-cubic,tgp-cubic,wireguard-go,openvpn).
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<String>,
+    /// Repetitions, tgp options, where the figures go.
     #[command(flatten)]
-    pub output: crate::results::OutputArgs,
+    pub common: RunArgs,
 }
 
-/// `tgp-bench cpu`: goodput through tgp and wireguard-go (plain TCP as the
+/// The default systems of `cpu`.
+pub const CPU_SYSTEMS: [System; 4] = [
+    System::TcpCubic,
+    System::TgpCubic,
+    System::WireguardGo,
+    System::Openvpn,
+];
+
+/// `tgp-bench cpu`: goodput through the tunnels (plain TCP as the
 /// reference) on a path with no loss, delay or rate limit.
 pub fn cpu(args: &CpuArgs) -> Result<()> {
-    let machine = Machine::here();
-    let ctx = Ctx::new(args.output.keep_logs)?;
-    let systems = [System::TcpCubic, System::TgpCubic, System::WireguardGo];
+    let mut machine = Machine::here();
+    let common = &args.common;
+    let repeat = common.repeat as usize;
+    let systems = parse_systems(&args.systems, &CPU_SYSTEMS)?;
+    if args.secs == 0 || args.secs > 600 {
+        bail!("--secs must be 1..=600");
+    }
+    let ctx = Ctx::new(common.output.keep_logs)?;
     let sw = Sweep {
         losses: &[0.0],
         rtt_ms: 0.0,
         rate_mbit: None,
-        ceiling: &args.ceiling,
+        tgp: TgpOptions::new(common.ceiling(&args.ceiling)),
         systems: &systems,
         secs: args.secs,
+        repeat,
     };
-    let rows = sweep(&sw, &ctx, |row| {
-        let per = match (row.goodput_mbit, row.cpu_s) {
-            (Some(g), Some(c)) if c > 0.0 => Some(g * row.secs as f64 / c),
-            _ => None,
-        };
-        let mut line = format!(
-            "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={}",
-            row.system,
-            fig(row.goodput_mbit, 1),
-            fig(row.cpu_s, 2),
-            fig(per, 1)
-        );
-        if let Some(r) = &row.reason {
-            line.push_str(&format!(" reason={r:?}"));
-        }
-        println!("{line}");
-    })?;
-    let file = CompareFile {
-        scenario: "cpu",
+    let pb = ProgressBar::hidden();
+    let (rows, cells) = sweep(
+        &sw,
+        &ctx,
+        CPU_FIGURES,
+        |row| print_run(&pb, repeat, row.run, &row.cpu_line()),
+        |_, summary| {
+            let head = format!("cpu system={}", summary.system);
+            println!("{}", summary.line(&head, CPU_FIGURES, ""));
+        },
+    )?;
+    machine.finish();
+    let file = ResultsFile {
+        scenario: "cpu".into(),
         machine,
-        counting: COUNTING,
-        rows: &rows,
+        counting: COUNTING.into(),
+        params: serde_json::json!({
+            "secs": args.secs,
+            "repeat": repeat,
+            "rate_ceiling": sw.tgp.rate_ceiling,
+            "systems": systems.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        }),
+        rows,
+        cells,
     };
-    if let Some(dir) = args.output.write("cpu", "cpu", &file, &rows)? {
-        eprintln!("results in {}", dir.display());
+    if let Some(dir) = common.output.write("cpu", &file, &file.rows)? {
+        let written = crate::report::refresh(&dir)?;
+        eprintln!("results in {} ({})", dir.display(), written.join(", "));
     }
     Ok(())
 }
@@ -491,11 +678,18 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         losses: &[loss],
         rtt_ms: rtt,
         rate_mbit: Some(rate),
-        ceiling: "20mbit",
+        tgp: TgpOptions::new(Some("20mbit".into())),
         systems: &[System::TcpCubic, System::TgpCubic],
         secs: args.secs,
+        repeat: 1,
     };
-    let rows = sweep(&sw, &ctx, |row| println!("{}", row.line()))?;
+    let (rows, _) = sweep(
+        &sw,
+        &ctx,
+        COMPARE_FIGURES,
+        |row| println!("{}", row.line()),
+        |_, _| {},
+    )?;
     let limit = (1.0 - loss / 100.0) * rate;
     let g = |name: &str| {
         rows.iter()
@@ -574,6 +768,37 @@ mod tests {
             assert_eq!(System::parse(s.name()).unwrap(), s);
         }
         assert!(parse_systems(&["tgp-bbr".into(), "nope".into()], &TCP_SYSTEMS).is_err());
-        assert_eq!(parse_systems(&[], &TCP_SYSTEMS).unwrap().len(), 7);
+        assert_eq!(parse_systems(&[], &TCP_SYSTEMS).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn a_repeated_cell_prints_its_median_and_spread() {
+        let spec = PathSpec {
+            loss_pct: 10.0,
+            rtt_ms: 100.0,
+            rate_mbit: Some(20.0),
+        };
+        let mut rows = Vec::new();
+        for (run, g) in [(1, Some(9.0)), (2, None), (3, Some(11.0))] {
+            let mut r = CompareRow::failed(System::TgpCubic, &spec, 10, "tunnel not up".into());
+            r.run = run;
+            if let Some(g) = g {
+                r.status = "ok".into();
+                r.reason = None;
+                r.goodput_mbit = Some(g);
+                r.wire_per_goodput = Some(g / 8.0);
+                r.cpu_s = Some(g / 10.0);
+            }
+            rows.push(r);
+        }
+        let cells = repeat::summarize(&rows, COMPARE_FIGURES);
+        assert_eq!(cells.len(), 1);
+        assert_eq!(
+            cells[0].line(&rows[0].head(), COMPARE_FIGURES, ""),
+            "compare system=tgp-cubic loss=10 rtt_ms=100 rate_mbit=20 goodput_mbit=10.00 \
+             wire_per_goodput=1.250 cpu_s=1.00 runs=3 goodput_min=9.00 goodput_max=11.00 \
+             wire_per_goodput_min=1.125 wire_per_goodput_max=1.375 cpu_s_min=0.90 cpu_s_max=1.10 \
+             failed_runs=1 reason=\"run 2: tunnel not up\""
+        );
     }
 }

@@ -1,17 +1,22 @@
 //! `tgp-bench game`: a 60 Hz stream of 100-byte UDP datagrams from NAME-b
-//! to NAME-a, raw and through tgp (where the game's port has a 50 ms
-//! deadline class). Each datagram carries its sequence number and send time
-//! (CLOCK_REALTIME, shared by the namespaces); the receiver notes each
-//! sequence number's first arrival.
+//! to NAME-a, raw and through tgp (where the game's port has a deadline
+//! class, `--deadline`, 50 ms by default). Each datagram carries its
+//! sequence number and send time (CLOCK_REALTIME, shared by the
+//! namespaces); the receiver notes each sequence number's first arrival.
 //!
-//! `on_time` = datagrams that arrived within 50 ms of being sent / datagrams
-//! sent; latency percentiles are one-way, over the datagrams that arrived.
+//! `on_time` = datagrams that arrived within the deadline of being sent /
+//! datagrams sent; latency percentiles are one-way, over the datagrams that
+//! arrived. For tgp, both ends' `tgp status` is read at the end of the
+//! stream and kept in the JSON; its drop counters `late` (arrived after the
+//! receiver's deadline clock said it expired) and `expired` (expired in the
+//! sender's queue) are printed as `tgp_late` and `tgp_expired`.
 
-use crate::compare::{parse_mbit, parse_ms};
+use crate::compare::{parse_mbit, parse_ms, print_run};
 use crate::paths::{NetPath, PathSpec};
 use crate::procs::{check_interrupt, listening, ns_cmd, wait_until, Proc};
-use crate::results::Machine;
-use crate::systems::{self, Ctx, System, GAME_PORT};
+use crate::repeat::{self, Figure, Measured, Plan, Scenario, Summary};
+use crate::results::{Machine, ResultsFile, RunArgs};
+use crate::systems::{self, Ctx, System, TgpOptions, GAME_PORT};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -20,7 +25,6 @@ use std::net::{ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SIZE: usize = 100;
-const ON_TIME_MS: f64 = 50.0;
 
 /// Options of `tgp-bench game`.
 #[derive(Args, Debug)]
@@ -37,16 +41,23 @@ pub struct GameArgs {
     /// Seconds of stream per system (60 datagrams a second).
     #[arg(long, default_value_t = 20)]
     pub secs: u64,
-    /// Where the figures go.
+    /// The deadline: tgp's class for the game port, and what counts as on
+    /// time.
+    #[arg(long, default_value = "50ms")]
+    pub deadline: String,
+    /// Repetitions, tgp options, where the figures go.
     #[command(flatten)]
-    pub output: crate::results::OutputArgs,
+    pub common: RunArgs,
 }
 
-/// One cell.
-#[derive(Serialize, Clone, Debug)]
+/// One run of a cell.
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct GameRow {
     /// "udp" (raw) or "tgp".
     pub system: String,
+    /// Which run of the cell (1-based).
+    #[serde(default = "first_run")]
+    pub run: usize,
     /// Loss per direction, percent.
     pub loss_pct: f64,
     /// Round-trip time, ms.
@@ -59,7 +70,10 @@ pub struct GameRow {
     pub sent: u64,
     /// Distinct datagrams received.
     pub received: u64,
-    /// Share received within 50 ms of sending.
+    /// The deadline, ms (50 in results made before `--deadline`).
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: f64,
+    /// Share received within the deadline of sending.
     pub on_time: Option<f64>,
     /// One-way latency percentiles over received datagrams, ms.
     pub p50_ms: Option<f64>,
@@ -67,9 +81,139 @@ pub struct GameRow {
     pub p99_ms: Option<f64>,
     /// Maximum, ms.
     pub max_ms: Option<f64>,
+    /// tgp only: datagrams the ends dropped as `late` (summed).
+    #[serde(default)]
+    pub tgp_late: Option<u64>,
+    /// tgp only: datagrams the ends dropped as `expired` in the send queue.
+    #[serde(default)]
+    pub tgp_expired: Option<u64>,
+    /// tgp only: `tgp status` of each end at the end of the stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tgp_status: Vec<(String, String)>,
+}
+
+fn first_run() -> usize {
+    1
+}
+
+fn default_deadline() -> f64 {
+    50.0
+}
+
+impl Measured for GameRow {
+    fn system(&self) -> &str {
+        &self.system
+    }
+    fn loss_pct(&self) -> f64 {
+        self.loss_pct
+    }
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+    fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// The figures `game` summarises: on-time share, p99 and p50 one-way ms
+/// (infinite when nothing arrived).
+pub const GAME_FIGURES: &[Figure<GameRow>] = &[
+    Figure {
+        key: "on_time",
+        short: "on_time",
+        decimals: 3,
+        inf: "inf",
+        get: |r| r.on_time.unwrap_or(f64::NAN),
+    },
+    Figure {
+        key: "p99_ms",
+        short: "p99",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.p99_ms.unwrap_or(f64::INFINITY),
+    },
+    Figure {
+        key: "p50_ms",
+        short: "p50",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.p50_ms.unwrap_or(f64::INFINITY),
+    },
+];
+
+/// The summary line's `received=R/N` (median of the runs that measured)
+/// and, for tgp, the medians of its `late` and `expired` counters.
+pub fn game_tail(rows: &[&GameRow]) -> String {
+    let ok: Vec<&&GameRow> = rows.iter().filter(|r| r.ok()).collect();
+    let med = |v: Vec<f64>| repeat::spread(&v).map(|s| s.median);
+    let received = med(ok.iter().map(|r| r.received as f64).collect());
+    let sent = ok.first().map_or(0, |r| r.sent);
+    let mut s = match received {
+        Some(r) => format!(" received={r:.0}/{sent}"),
+        None => " received=failed".to_string(),
+    };
+    let late: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| r.tgp_late)
+        .map(|x| x as f64)
+        .collect();
+    let expired: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| r.tgp_expired)
+        .map(|x| x as f64)
+        .collect();
+    if let (Some(l), Some(e)) = (med(late), med(expired)) {
+        s.push_str(&format!(" tgp_late={l:.0} tgp_expired={e:.0}"));
+    }
+    s
+}
+
+/// Sums the `late=` and `expired=` drop counters of `tgp status` outputs.
+pub fn status_counters(status: &[(String, String)]) -> (Option<u64>, Option<u64>) {
+    let mut late = None;
+    let mut expired = None;
+    for (_, text) in status {
+        for tok in text.split_whitespace() {
+            let num = |p: &str| tok.strip_prefix(p).and_then(|v| v.parse::<u64>().ok());
+            if let Some(v) = num("late=") {
+                late = Some(late.unwrap_or(0) + v);
+            }
+            if let Some(v) = num("expired=") {
+                expired = Some(expired.unwrap_or(0) + v);
+            }
+        }
+    }
+    (late, expired)
 }
 
 impl GameRow {
+    fn failed(
+        system: System,
+        spec: &PathSpec,
+        deadline_ms: f64,
+        run: usize,
+        reason: String,
+    ) -> GameRow {
+        GameRow {
+            system: system.name().into(),
+            run,
+            loss_pct: spec.loss_pct,
+            rtt_ms: spec.rtt_ms,
+            status: "failed".into(),
+            reason: Some(reason),
+            sent: 0,
+            received: 0,
+            deadline_ms,
+            on_time: None,
+            p50_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            tgp_late: None,
+            tgp_expired: None,
+            tgp_status: Vec::new(),
+        }
+    }
+
     /// The printed line.
     pub fn line(&self) -> String {
         let f = |x: Option<f64>, d: usize| match x {
@@ -86,6 +230,9 @@ impl GameRow {
             self.received,
             self.sent
         );
+        if let (Some(l), Some(e)) = (self.tgp_late, self.tgp_expired) {
+            s.push_str(&format!(" tgp_late={l} tgp_expired={e}"));
+        }
         if let Some(r) = &self.reason {
             s.push_str(&format!(" reason={r:?}"));
         }
@@ -114,8 +261,15 @@ fn pct(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[idx])
 }
 
-fn cell_inner(system: System, path: &NetPath, ctx: &Ctx, secs: u64, rate: &str) -> Result<GameRow> {
-    let run = systems::start(system, path, ctx, GAME_PORT, rate)?;
+fn cell_inner(
+    system: System,
+    path: &NetPath,
+    ctx: &Ctx,
+    secs: u64,
+    tgp: &TgpOptions,
+    run_no: usize,
+) -> Result<GameRow> {
+    let mut run = systems::start(system, path, ctx, GAME_PORT, tgp)?;
     let me = std::env::current_exe()?.to_string_lossy().into_owned();
     let count = secs * 60;
     let log = ctx.log("game-recv");
@@ -163,6 +317,9 @@ fn cell_inner(system: System, path: &NetPath, ctx: &Ctx, secs: u64, rate: &str) 
     if !st.success() {
         bail!("game-recv exited {st}: {}", recv.log_tail(300));
     }
+    let tgp_status = run.tgp_status();
+    run.check_alive()?;
+    let (tgp_late, tgp_expired) = status_counters(&tgp_status);
     let text = std::fs::read_to_string(&log)?;
     let line = text
         .lines()
@@ -177,83 +334,138 @@ fn cell_inner(system: System, path: &NetPath, ctx: &Ctx, secs: u64, rate: &str) 
         .map(|&(_, ms)| ms)
         .collect();
     lat.sort_by(f64::total_cmp);
-    let on_time = lat.iter().filter(|&&ms| ms <= ON_TIME_MS).count() as f64 / count as f64;
+    let deadline_ms = tgp.game_deadline_ms;
+    let on_time = lat.iter().filter(|&&ms| ms <= deadline_ms).count() as f64 / count as f64;
     Ok(GameRow {
         system: system.name().into(),
+        run: run_no,
         loss_pct: path.spec.loss_pct,
         rtt_ms: path.spec.rtt_ms,
         status: "ok".into(),
         reason: None,
         sent: count,
         received: lat.len() as u64,
+        deadline_ms,
         on_time: Some(on_time),
         p50_ms: pct(&lat, 0.5),
         p99_ms: pct(&lat, 0.99),
         max_ms: lat.last().copied(),
+        tgp_late,
+        tgp_expired,
+        tgp_status,
     })
 }
 
-#[derive(Serialize)]
-struct GameFile<'a> {
-    scenario: &'static str,
-    machine: Machine,
-    counting: &'static str,
-    rows: &'a [GameRow],
+struct GameScenario<'a> {
+    ctx: &'a Ctx,
+    secs: u64,
+    tgp: TgpOptions,
+    repeat: usize,
+}
+
+impl Scenario for GameScenario<'_> {
+    type Row = GameRow;
+    fn run(&mut self, system: System, path: &NetPath, run: usize) -> GameRow {
+        cell_inner(system, path, self.ctx, self.secs, &self.tgp, run).unwrap_or_else(|e| {
+            GameRow::failed(
+                system,
+                &path.spec,
+                self.tgp.game_deadline_ms,
+                run,
+                format!("{e:#}"),
+            )
+        })
+    }
+    fn failed(&mut self, system: System, spec: &PathSpec, run: usize, reason: String) -> GameRow {
+        GameRow::failed(system, spec, self.tgp.game_deadline_ms, run, reason)
+    }
+    fn each_run(&mut self, row: &GameRow) {
+        print_run(
+            &indicatif::ProgressBar::hidden(),
+            self.repeat,
+            row.run,
+            &row.line(),
+        );
+    }
+    fn each_cell(&mut self, rows: &[&GameRow], summary: &Summary) {
+        let head = format!("game system={} loss={}", summary.system, summary.loss_pct);
+        println!("{}", summary.line(&head, GAME_FIGURES, &game_tail(rows)));
+    }
+    fn figures(&self) -> &[Figure<GameRow>] {
+        GAME_FIGURES
+    }
 }
 
 /// `tgp-bench game`.
 pub fn run(args: &GameArgs) -> Result<()> {
-    let machine = Machine::here();
+    let mut machine = Machine::here();
     let rtt_ms = parse_ms(&args.rtt)?;
     let rate_mbit = parse_mbit(&args.rate)?;
+    let deadline_ms = parse_ms(&args.deadline)?;
     if args.secs == 0 || args.secs > 600 {
         bail!("--secs must be 1..=600");
     }
-    let ctx = Ctx::new(args.output.keep_logs)?;
-    let mut rows = Vec::new();
-    for &loss in &args.loss {
-        check_interrupt()?;
-        let spec = PathSpec {
-            loss_pct: loss,
-            rtt_ms,
-            rate_mbit: Some(rate_mbit),
-        };
-        let path = NetPath::up(spec);
-        for s in [System::Udp, System::TgpUdp] {
-            check_interrupt()?;
-            let res = match &path {
-                Ok(p) => cell_inner(s, p, &ctx, args.secs, &args.rate),
-                Err(e) => Err(anyhow!("path: {e:#}")),
-            };
-            check_interrupt()?;
-            let row = res.unwrap_or_else(|e| GameRow {
-                system: s.name().into(),
-                loss_pct: loss,
-                rtt_ms,
-                status: "failed".into(),
-                reason: Some(format!("{e:#}")),
-                sent: 0,
-                received: 0,
-                on_time: None,
-                p50_ms: None,
-                p99_ms: None,
-                max_ms: None,
-            });
-            println!("{}", row.line());
-            rows.push(row);
-        }
+    if !(1.0..=10_000.0).contains(&deadline_ms) {
+        bail!("--deadline must be 1ms..=10s");
     }
-    let file = GameFile {
-        scenario: "game",
-        machine,
-        counting: "60 Hz, 100-byte UDP datagrams NAME-b -> NAME-a; on_time = arrived within 50 ms of sending / sent; percentiles one-way over arrived datagrams; tgp gives the port a 50 ms deadline class",
-        rows: &rows,
+    let common = &args.common;
+    let repeat = common.repeat as usize;
+    let ctx = Ctx::new(common.output.keep_logs)?;
+    let mut tgp = TgpOptions::new(common.ceiling(&args.rate));
+    tgp.game_deadline_ms = deadline_ms;
+    let path = move |loss_pct| PathSpec {
+        loss_pct,
+        rtt_ms,
+        rate_mbit: Some(rate_mbit),
     };
-    if let Some(dir) = args
+    let systems = [System::Udp, System::TgpUdp];
+    let plan = Plan {
+        losses: &args.loss,
+        path: &path,
+        systems: &systems,
+        repeat,
+    };
+    let mut scenario = GameScenario {
+        ctx: &ctx,
+        secs: args.secs,
+        tgp,
+        repeat,
+    };
+    let (rows, cells) = repeat::sweep(&plan, &mut scenario)?;
+    machine.finish();
+    let file = ResultsFile {
+        scenario: "game".into(),
+        machine,
+        counting: format!("60 Hz, 100-byte UDP datagrams NAME-b -> NAME-a; on_time = arrived within {deadline_ms} ms of sending / sent; percentiles one-way over arrived datagrams; tgp gives the port a {deadline_ms} ms deadline class; tgp_late/tgp_expired: the tgp ends' drop counters (tgp status) at the end of the stream"),
+        params: serde_json::json!({
+            "rtt_ms": rtt_ms,
+            "rate_mbit": rate_mbit,
+            "secs": args.secs,
+            "deadline_ms": deadline_ms,
+            "repeat": repeat,
+            "rate_ceiling": scenario.tgp.rate_ceiling,
+            "losses": args.loss,
+        }),
+        rows,
+        cells,
+    };
+    let csv: Vec<GameRow> = file
+        .rows
+        .iter()
+        .map(|r| GameRow {
+            tgp_status: Vec::new(),
+            ..r.clone()
+        })
+        .collect();
+    if let Some(dir) = common
         .output
-        .write(&format!("game-rtt{rtt_ms}"), "game", &file, &rows)?
+        .write(&format!("game-rtt{rtt_ms}"), &file, &csv)?
     {
-        eprintln!("results in {}", dir.display());
+        let written = crate::report::refresh(&dir)?;
+        eprintln!("results in {} ({})", dir.display(), written.join(", "));
+    }
+    if ctx.keep {
+        eprintln!("logs kept in {}", ctx.dir.display());
     }
     Ok(())
 }

@@ -8,11 +8,12 @@
 //! 10 s counts as failed; percentiles are over all exchanges with a failed
 //! one counted as infinitely slow (printed as `timeout`).
 
-use crate::compare::{parse_ms, parse_systems};
+use crate::compare::{parse_ms, parse_systems, print_run};
 use crate::paths::{NetPath, PathSpec};
 use crate::procs::{check_interrupt, listening, ns_cmd, wait_until, Proc};
-use crate::results::{self, Machine};
-use crate::systems::{self, Ctx, System, TCP_SYSTEMS};
+use crate::repeat::{self, Figure, Measured, Plan, Scenario, Summary};
+use crate::results::{Machine, ResultsFile, RunArgs};
+use crate::systems::{self, Ctx, System, TgpOptions, TCP_SYSTEMS};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
@@ -44,16 +45,19 @@ pub struct LatencyArgs {
     /// Systems (default: all TCP systems).
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
-    /// Where the figures go.
+    /// Repetitions, tgp options, where the figures go.
     #[command(flatten)]
-    pub output: crate::results::OutputArgs,
+    pub common: RunArgs,
 }
 
-/// One cell: a system at a loss rate.
-#[derive(Serialize, Clone, Debug)]
+/// One run of a cell: a system at a loss rate.
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct LatencyRow {
     /// System name.
     pub system: String,
+    /// Which run of the cell (1-based).
+    #[serde(default = "first_run")]
+    pub run: usize,
     /// Loss per direction, percent.
     pub loss_pct: f64,
     /// Round-trip time, ms.
@@ -73,13 +77,73 @@ pub struct LatencyRow {
     /// Maximum, ms.
     pub max_ms: Option<f64>,
     /// Every completed exchange's time, ms (JSON only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times_ms: Vec<f64>,
+}
+
+fn first_run() -> usize {
+    1
+}
+
+impl Measured for LatencyRow {
+    fn system(&self) -> &str {
+        &self.system
+    }
+    fn loss_pct(&self) -> f64 {
+        self.loss_pct
+    }
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+    fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// The figures `latency` summarises: p50, p99 and max per exchange, ms
+/// (infinite, printed `timeout`, when the percentile falls on an exchange
+/// that did not finish).
+pub const LATENCY_FIGURES: &[Figure<LatencyRow>] = &[
+    Figure {
+        key: "p50_ms",
+        short: "p50",
+        decimals: 1,
+        inf: "timeout",
+        get: |r| r.p50_ms.unwrap_or(f64::INFINITY),
+    },
+    Figure {
+        key: "p99_ms",
+        short: "p99",
+        decimals: 1,
+        inf: "timeout",
+        get: |r| r.p99_ms.unwrap_or(f64::INFINITY),
+    },
+    Figure {
+        key: "max_ms",
+        short: "max",
+        decimals: 1,
+        inf: "timeout",
+        get: |r| r.max_ms.unwrap_or(f64::INFINITY),
+    },
+];
+
+/// The summary line's `failed=F/N`: exchanges that did not finish over
+/// exchanges attempted, summed over the runs that measured.
+pub fn failed_tail(rows: &[&LatencyRow]) -> String {
+    let ok = rows.iter().filter(|r| r.ok());
+    let (f, n) = ok.fold((0u64, 0u64), |(f, n), r| {
+        (
+            f + u64::from(r.failed_exchanges),
+            n + u64::from(r.attempted),
+        )
+    });
+    format!(" failed={f}/{n}")
 }
 
 #[derive(Serialize)]
 struct CsvRow<'a> {
     system: &'a str,
+    run: usize,
     loss_pct: f64,
     rtt_ms: f64,
     status: &'a str,
@@ -142,10 +206,18 @@ struct ClientReport {
     first_error: Option<String>,
 }
 
-fn cell(system: System, path: &NetPath, ctx: &Ctx, count: u32, rate: &str) -> LatencyRow {
+fn cell(
+    system: System,
+    path: &NetPath,
+    ctx: &Ctx,
+    count: u32,
+    tgp: &TgpOptions,
+    run: usize,
+) -> LatencyRow {
     let spec = path.spec;
     let mut row = LatencyRow {
         system: system.name().into(),
+        run,
         loss_pct: spec.loss_pct,
         rtt_ms: spec.rtt_ms,
         status: "failed".into(),
@@ -157,7 +229,7 @@ fn cell(system: System, path: &NetPath, ctx: &Ctx, count: u32, rate: &str) -> La
         max_ms: None,
         times_ms: Vec::new(),
     };
-    match cell_inner(system, path, ctx, count, rate) {
+    match cell_inner(system, path, ctx, count, tgp) {
         Ok(rep) => {
             row.attempted = rep.attempted;
             row.failed_exchanges = rep.failed;
@@ -187,9 +259,9 @@ fn cell_inner(
     path: &NetPath,
     ctx: &Ctx,
     count: u32,
-    rate: &str,
+    tgp: &TgpOptions,
 ) -> Result<ClientReport> {
-    let mut run = systems::start(system, path, ctx, RR_PORT, rate)?;
+    let mut run = systems::start(system, path, ctx, RR_PORT, tgp)?;
     let me = std::env::current_exe()?.to_string_lossy().into_owned();
     let limit = (count as u64).max(120);
     let _server = Proc::spawn(
@@ -249,69 +321,61 @@ fn cell_inner(
     serde_json::from_str(line).context("rr-client report")
 }
 
-#[derive(Serialize)]
-struct LatencyFile<'a> {
-    scenario: &'static str,
-    machine: Machine,
-    counting: &'static str,
-    rows: &'a [LatencyRow],
+struct LatencyScenario<'a, F> {
+    ctx: &'a Ctx,
+    count: u32,
+    tgp: TgpOptions,
+    each_run: F,
+    each_cell: &'a mut dyn FnMut(&[&LatencyRow], &Summary),
 }
 
-/// `tgp-bench latency`.
-pub fn run(args: &LatencyArgs) -> Result<()> {
-    let machine = Machine::here();
-    let rtt_ms = parse_ms(&args.rtt)?;
-    crate::compare::parse_mbit(&args.rate)?;
-    let systems = parse_systems(&args.systems, &TCP_SYSTEMS)?;
-    if args.count == 0 || args.count > 100_000 {
-        bail!("--count must be 1..=100000");
+impl<F: FnMut(&LatencyRow)> Scenario for LatencyScenario<'_, F> {
+    type Row = LatencyRow;
+    fn run(&mut self, system: System, path: &NetPath, run: usize) -> LatencyRow {
+        cell(system, path, self.ctx, self.count, &self.tgp, run)
     }
-    let ctx = Ctx::new(args.output.keep_logs)?;
-    let pb = ProgressBar::new((args.loss.len() * systems.len()) as u64);
-    let mut rows = Vec::new();
-    for &loss in &args.loss {
-        check_interrupt()?;
-        let spec = PathSpec {
-            loss_pct: loss,
-            rtt_ms,
-            rate_mbit: Some(crate::compare::parse_mbit(&args.rate)?),
-        };
-        let path = NetPath::up(spec);
-        for &s in &systems {
-            check_interrupt()?;
-            let row = match &path {
-                Ok(p) => cell(s, p, &ctx, args.count, &args.rate),
-                Err(e) => LatencyRow {
-                    system: s.name().into(),
-                    loss_pct: loss,
-                    rtt_ms,
-                    status: "failed".into(),
-                    reason: Some(format!("path: {e:#}")),
-                    attempted: 0,
-                    failed_exchanges: 0,
-                    p50_ms: None,
-                    p99_ms: None,
-                    max_ms: None,
-                    times_ms: Vec::new(),
-                },
-            };
-            check_interrupt()?;
-            pb.suspend(|| println!("{}", row.line()));
-            pb.inc(1);
-            rows.push(row);
+    fn failed(
+        &mut self,
+        system: System,
+        spec: &PathSpec,
+        run: usize,
+        reason: String,
+    ) -> LatencyRow {
+        LatencyRow {
+            system: system.name().into(),
+            run,
+            loss_pct: spec.loss_pct,
+            rtt_ms: spec.rtt_ms,
+            status: "failed".into(),
+            reason: Some(reason),
+            attempted: 0,
+            failed_exchanges: 0,
+            p50_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            times_ms: Vec::new(),
         }
     }
-    pb.finish_and_clear();
-    let file = LatencyFile {
-        scenario: "latency",
-        machine,
-        counting: "time from connect() to the last byte of the 1 KB response, new TCP connection per exchange, one at a time; an exchange over 10 s is failed and counts as infinitely slow in the percentiles",
-        rows: &rows,
-    };
-    let csv: Vec<CsvRow> = rows
-        .iter()
+    fn each_run(&mut self, row: &LatencyRow) {
+        (self.each_run)(row)
+    }
+    fn each_cell(&mut self, rows: &[&LatencyRow], summary: &Summary) {
+        (self.each_cell)(rows, summary)
+    }
+    fn figures(&self) -> &[Figure<LatencyRow>] {
+        LATENCY_FIGURES
+    }
+}
+
+/// What the JSON says is counted.
+pub const COUNTING: &str = "time from connect() to the last byte of the 1 KB response, new TCP connection per exchange, one at a time; an exchange over 10 s is failed and counts as infinitely slow in the percentiles";
+
+/// The per-run CSV rows (without the exchange times).
+fn csv_rows(rows: &[LatencyRow]) -> Vec<CsvRow<'_>> {
+    rows.iter()
         .map(|r| CsvRow {
             system: &r.system,
+            run: r.run,
             loss_pct: r.loss_pct,
             rtt_ms: r.rtt_ms,
             status: &r.status,
@@ -322,30 +386,79 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
             p99_ms: r.p99_ms,
             max_ms: r.max_ms,
         })
-        .collect();
-    let output = &args.output;
-    if let Some(dir) = output.write(&format!("latency-rtt{rtt_ms}"), "latency", &file, &csv)? {
-        for &loss in &args.loss {
-            let series: Vec<(String, Vec<f64>)> = rows
-                .iter()
-                .filter(|r| r.loss_pct == loss && r.status == "ok")
-                .map(|r| (r.system.clone(), r.times_ms.clone()))
-                .collect();
-            if series.is_empty() {
-                continue;
-            }
-            let svg = dir.join(format!("cdf-loss{loss}.svg"));
-            crate::plot::cdf(
-                &svg,
-                &format!("exchange time CDF, {loss}% loss, {rtt_ms} ms RTT"),
-                "time per exchange (ms, log scale)",
-                &series,
-            )?;
-            let latest = results::results_root(output.out.as_deref())
-                .join(format!("latest-latency-cdf-loss{loss}.svg"));
-            std::fs::copy(&svg, latest)?;
-        }
-        eprintln!("results in {}", dir.display());
+        .collect()
+}
+
+/// `tgp-bench latency`.
+pub fn run(args: &LatencyArgs) -> Result<()> {
+    let mut machine = Machine::here();
+    let rtt_ms = parse_ms(&args.rtt)?;
+    let rate_mbit = crate::compare::parse_mbit(&args.rate)?;
+    let systems = parse_systems(&args.systems, &TCP_SYSTEMS)?;
+    if args.count == 0 || args.count > 100_000 {
+        bail!("--count must be 1..=100000");
+    }
+    let common = &args.common;
+    let repeat = common.repeat as usize;
+    let ctx = Ctx::new(common.output.keep_logs)?;
+    let pb = ProgressBar::new((args.loss.len() * systems.len() * repeat) as u64);
+    let path = move |loss_pct| PathSpec {
+        loss_pct,
+        rtt_ms,
+        rate_mbit: Some(rate_mbit),
+    };
+    let plan = Plan {
+        losses: &args.loss,
+        path: &path,
+        systems: &systems,
+        repeat,
+    };
+    let mut each_cell = |rows: &[&LatencyRow], summary: &Summary| {
+        let head = format!(
+            "latency system={} loss={}",
+            summary.system, summary.loss_pct
+        );
+        let line = summary.line(&head, LATENCY_FIGURES, &failed_tail(rows));
+        pb.suspend(|| println!("{line}"));
+    };
+    let mut scenario = LatencyScenario {
+        ctx: &ctx,
+        count: args.count,
+        tgp: TgpOptions::new(common.ceiling(&args.rate)),
+        each_run: |row: &LatencyRow| {
+            print_run(&pb, repeat, row.run, &row.line());
+            pb.inc(1);
+        },
+        each_cell: &mut each_cell,
+    };
+    let (rows, cells) = repeat::sweep(&plan, &mut scenario)?;
+    let ceiling = scenario.tgp.rate_ceiling.clone();
+    drop(scenario);
+    pb.finish_and_clear();
+    machine.finish();
+    let file = ResultsFile {
+        scenario: "latency".into(),
+        machine,
+        counting: COUNTING.into(),
+        params: serde_json::json!({
+            "rtt_ms": rtt_ms,
+            "rate_mbit": rate_mbit,
+            "count": args.count,
+            "repeat": repeat,
+            "rate_ceiling": ceiling,
+            "systems": systems.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            "losses": args.loss,
+        }),
+        rows,
+        cells,
+    };
+    let csv = csv_rows(&file.rows);
+    if let Some(dir) = common
+        .output
+        .write(&format!("latency-rtt{rtt_ms}"), &file, &csv)?
+    {
+        let written = crate::report::refresh(&dir)?;
+        eprintln!("results in {} ({})", dir.display(), written.join(", "));
     }
     Ok(())
 }

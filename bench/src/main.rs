@@ -1,7 +1,8 @@
 //! `tgp-bench`: measurements of tgp. `tgp-bench sim` runs the data plane in
 //! the deterministic simulator and prints the table of the delivery issue;
 //! `compare`, `latency`, `game`, `cpu` and `demo` measure real sockets over
-//! an impaired path between network namespaces (netem/link).
+//! an impaired path between network namespaces (netem/link); `report`
+//! makes the tables and plots of a results directory.
 
 mod compare;
 mod game;
@@ -10,6 +11,8 @@ mod newreno;
 mod paths;
 mod plot;
 mod procs;
+mod repeat;
+mod report;
 mod results;
 mod sim;
 mod sim_tcp;
@@ -41,6 +44,9 @@ enum Command {
     Latency(latency::LatencyArgs),
     /// A 60 Hz stream of 100-byte UDP datagrams, raw and through tgp.
     Game(game::GameArgs),
+    /// The markdown tables and plots of a results directory (writes
+    /// report.md and the SVGs, prints the report).
+    Report(report::ReportArgs),
     /// Helper: request/response server (runs in a namespace).
     #[command(hide = true)]
     RrServer(latency::ServerArgs),
@@ -63,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => real(|| compare::demo(&args)),
         Command::Latency(args) => real(|| latency::run(&args)),
         Command::Game(args) => real(|| game::run(&args)),
+        Command::Report(args) => report::run(&args),
         Command::RrServer(args) => latency::server(&args),
         Command::RrClient(args) => latency::client(&args),
         Command::GameSend(args) => game::send(&args),

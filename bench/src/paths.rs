@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The repository root: `$TGP_ROOT`, else the one this crate was built from.
@@ -69,6 +70,22 @@ pub fn have(prog: &str) -> bool {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+static NETEM_MODES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The modes (`userspace`: tgp-impair; `tc`: sch_netem) `netem/link up`
+/// reported for the paths built so far by this process.
+pub fn netem_modes_used() -> Vec<String> {
+    NETEM_MODES.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
+fn note_netem_mode(mode: &str) {
+    if let Ok(mut m) = NETEM_MODES.lock() {
+        if !m.iter().any(|x| x == mode) {
+            m.push(mode.to_string());
+        }
+    }
+}
+
 /// A short name unique to this process and call: `PREFIX` + PID + counter.
 /// With a prefix of up to 3 characters and a 1-character suffix added by the
 /// caller it fits an interface name (15).
@@ -102,6 +119,8 @@ pub struct NetPath {
     pub b: String,
     /// The parameters it was built with.
     pub spec: PathSpec,
+    /// How it impairs: `userspace` (tgp-impair) or `tc` (sch_netem).
+    pub mode: String,
 }
 
 fn fmt_num(x: f64) -> String {
@@ -144,6 +163,7 @@ impl NetPath {
             a: String::new(),
             b: String::new(),
             spec,
+            mode: String::new(),
         };
         let out = run(&mut cmd, Duration::from_secs(180))?;
         if !out.status.success() {
@@ -157,6 +177,7 @@ impl NetPath {
                     "b" => path.b = v,
                     "ns_a" => path.ns_a = v,
                     "ns_b" => path.ns_b = v,
+                    "mode" => path.mode = v,
                     _ => {}
                 }
             }
@@ -167,7 +188,16 @@ impl NetPath {
                 out.stdout
             ));
         }
-        tracing::info!(name, loss = spec.loss_pct, rtt = spec.rtt_ms, "path up");
+        if !path.mode.is_empty() {
+            note_netem_mode(&path.mode);
+        }
+        tracing::info!(
+            name,
+            loss = spec.loss_pct,
+            rtt = spec.rtt_ms,
+            mode = path.mode,
+            "path up"
+        );
         Ok(path)
     }
 

@@ -1,6 +1,7 @@
 //! The systems under test and how each is started on a [`NetPath`]: plain
-//! kernel TCP, TCP through tgp, kcptun (forwarding one TCP port over KCP),
-//! and wireguard-go.
+//! kernel TCP, TCP through tgp (as a packet tunnel, and with `tcp_mode =
+//! "split"`), kcptun (forwarding one TCP port over KCP), wireguard-go and
+//! OpenVPN (UDP, static key).
 
 use crate::paths::{have, unique, workspace_bin, NetPath};
 use crate::procs::{listening, ns_cmd, run, run_ok, wait_until, Proc};
@@ -20,12 +21,18 @@ pub enum System {
     TgpCubic,
     /// Kernel TCP (bbr) through tgp.
     TgpBbr,
+    /// Kernel TCP (cubic) through tgp with `tcp_mode = "split"`.
+    TgpSplitCubic,
+    /// Kernel TCP (bbr) through tgp with `tcp_mode = "split"`.
+    TgpSplitBbr,
     /// kcptun, `--mode fast3`, defaults otherwise.
     Kcptun,
     /// kcptun, fast3 with `--sndwnd 1024 --rcvwnd 1024`.
     KcptunTuned,
     /// wireguard-go.
     WireguardGo,
+    /// OpenVPN over UDP with a static key.
+    Openvpn,
     /// Raw UDP, no tunnel (game scenario only).
     Udp,
     /// UDP through tgp (game scenario only).
@@ -33,14 +40,17 @@ pub enum System {
 }
 
 /// Every TCP system, in table order.
-pub const TCP_SYSTEMS: [System; 7] = [
+pub const TCP_SYSTEMS: [System; 10] = [
     System::TcpCubic,
     System::TcpBbr,
     System::TgpCubic,
     System::TgpBbr,
+    System::TgpSplitCubic,
+    System::TgpSplitBbr,
     System::Kcptun,
     System::KcptunTuned,
     System::WireguardGo,
+    System::Openvpn,
 ];
 
 impl System {
@@ -51,9 +61,12 @@ impl System {
             System::TcpBbr => "tcp-bbr",
             System::TgpCubic => "tgp-cubic",
             System::TgpBbr => "tgp-bbr",
+            System::TgpSplitCubic => "tgp-split-cubic",
+            System::TgpSplitBbr => "tgp-split-bbr",
             System::Kcptun => "kcptun",
             System::KcptunTuned => "kcptun-tuned",
             System::WireguardGo => "wireguard-go",
+            System::Openvpn => "openvpn",
             System::Udp => "udp",
             System::TgpUdp => "tgp",
         }
@@ -72,8 +85,27 @@ impl System {
     /// The inner TCP congestion control.
     pub fn cc(self) -> &'static str {
         match self {
-            System::TcpBbr | System::TgpBbr => "bbr",
+            System::TcpBbr | System::TgpBbr | System::TgpSplitBbr => "bbr",
             _ => "cubic",
+        }
+    }
+}
+
+/// How the tgp systems are configured.
+#[derive(Clone, Debug)]
+pub struct TgpOptions {
+    /// `rate_ceiling` (None: the key is left out).
+    pub rate_ceiling: Option<String>,
+    /// Deadline of the game port's class.
+    pub game_deadline_ms: f64,
+}
+
+impl TgpOptions {
+    /// `rate_ceiling` = `ceiling`, the game port at a 50 ms deadline.
+    pub fn new(ceiling: Option<String>) -> TgpOptions {
+        TgpOptions {
+            rate_ceiling: ceiling,
+            game_deadline_ms: 50.0,
         }
     }
 }
@@ -119,12 +151,36 @@ pub struct Running {
     pub host: String,
     /// Port the client dials.
     pub port: u16,
+    /// tgp's interfaces (for `tgp status`), both ends.
+    pub tgp_interfaces: Vec<String>,
 }
 
 impl Running {
     /// CPU seconds of all its processes so far.
     pub fn cpu_s(&self) -> f64 {
         self.procs.iter().filter_map(|p| p.cpu_s()).sum()
+    }
+
+    /// `tgp status` of each tgp end (interface name and its output or
+    /// the error), for the record; empty for other systems.
+    pub fn tgp_status(&self) -> Vec<(String, String)> {
+        let Ok(tgp) = workspace_bin("TGP_BIN", "tgp") else {
+            return Vec::new();
+        };
+        self.tgp_interfaces
+            .iter()
+            .map(|name| {
+                let text = match run(
+                    Command::new(&tgp).args(["status", "-i", name]),
+                    Duration::from_secs(5),
+                ) {
+                    Ok(o) if o.status.success() => o.stdout,
+                    Ok(o) => format!("tgp status failed ({}): {}", o.status, o.stderr.trim()),
+                    Err(e) => format!("tgp status: {e:#}"),
+                };
+                (name.clone(), text)
+            })
+            .collect()
     }
 
     /// Fails if one of its processes has exited.
@@ -145,17 +201,20 @@ pub const TGP_A: &str = "10.77.0.1";
 const TGP_B: &str = "10.77.0.2";
 const WG_A: &str = "10.78.0.1";
 const WG_B: &str = "10.78.0.2";
+const OVPN_A: &str = "10.79.0.1";
+const OVPN_B: &str = "10.79.0.2";
+const OVPN_PORT: u16 = 1194;
 /// UDP port of the game stream (tgp gives it a 50 ms deadline class).
 pub const GAME_PORT: u16 = 27015;
 
-/// Starts `system` on `path`, a server on `ns_a` listening on `server_port`.
-/// `rate_ceiling` is tgp's configured ceiling.
+/// Starts `system` on `path`, a server on `ns_a` listening on `server_port`,
+/// tgp configured by `tgp`.
 pub fn start(
     system: System,
     path: &NetPath,
     ctx: &Ctx,
     server_port: u16,
-    rate_ceiling: &str,
+    tgp: &TgpOptions,
 ) -> Result<Running> {
     path.set_cc(system.cc());
     let mut r = Running {
@@ -163,14 +222,17 @@ pub fn start(
         procs: Vec::new(),
         host: path.a.clone(),
         port: server_port,
+        tgp_interfaces: Vec::new(),
     };
     match system {
         System::TcpCubic | System::TcpBbr | System::Udp => {}
         System::TgpCubic | System::TgpBbr | System::TgpUdp => {
-            start_tgp(&mut r, path, ctx, rate_ceiling)?
+            start_tgp(&mut r, path, ctx, tgp, false)?
         }
+        System::TgpSplitCubic | System::TgpSplitBbr => start_tgp(&mut r, path, ctx, tgp, true)?,
         System::Kcptun | System::KcptunTuned => start_kcptun(&mut r, path, ctx, server_port)?,
         System::WireguardGo => start_wg(&mut r, path, ctx)?,
+        System::Openvpn => start_openvpn(&mut r, path, ctx)?,
     }
     Ok(r)
 }
@@ -213,24 +275,59 @@ fn tgp_keys(ctx: &Ctx, tgp: &Path) -> Result<(PathBuf, String, PathBuf, String)>
     Ok((a.0, a.1, b.0, b.1))
 }
 
-fn start_tgp(r: &mut Running, path: &NetPath, ctx: &Ctx, ceiling: &str) -> Result<()> {
-    let tgp = workspace_bin("TGP_BIN", "tgp")?;
-    let (key_a, pub_a, key_b, pub_b) = tgp_keys(ctx, &tgp)?;
-    let name = unique("tg");
-    let class =
-        format!("[[peer.class]]\nprotocol = \"udp\"\nports = [{GAME_PORT}]\ndeadline = \"50ms\"\n");
+/// The two ends' configs: `[interface]` with `rate_ceiling` unless left
+/// out and `tcp_mode = "split"` when `split`, one peer each, the game port
+/// in a deadline class.
+fn tgp_configs(
+    name: &str,
+    keys: (&Path, &str, &Path, &str),
+    peer_a: &str,
+    tgp: &TgpOptions,
+    split: bool,
+) -> (String, String) {
+    let (key_a, pub_a, key_b, pub_b) = keys;
+    let mut extra = String::new();
+    if let Some(c) = &tgp.rate_ceiling {
+        extra.push_str(&format!("rate_ceiling = \"{c}\"\n"));
+    }
+    if split {
+        extra.push_str("tcp_mode = \"split\"\n");
+    }
+    let class = format!(
+        "[[peer.class]]\nprotocol = \"udp\"\nports = [{GAME_PORT}]\ndeadline = \"{}ms\"\n",
+        tgp.game_deadline_ms
+    );
     let cfg_a = format!(
         "[interface]\nname = \"{name}a\"\naddresses = [\"{TGP_A}/24\"]\nmtu = 1340\n\
-         listen_port = 51900\nprivate_key_file = \"{}\"\nrate_ceiling = \"{ceiling}\"\n\n\
+         listen_port = 51900\nprivate_key_file = \"{}\"\n{extra}\n\
          [[peer]]\npublic_key = \"{pub_b}\"\nallowed_ips = [\"{TGP_B}/32\"]\n{class}",
         key_a.display()
     );
     let cfg_b = format!(
         "[interface]\nname = \"{name}b\"\naddresses = [\"{TGP_B}/24\"]\nmtu = 1340\n\
-         listen_port = 51901\nprivate_key_file = \"{}\"\nrate_ceiling = \"{ceiling}\"\n\n\
-         [[peer]]\npublic_key = \"{pub_a}\"\nendpoint = \"{}:51900\"\nallowed_ips = [\"{TGP_A}/32\"]\n{class}",
-        key_b.display(),
-        path.a
+         listen_port = 51901\nprivate_key_file = \"{}\"\n{extra}\n\
+         [[peer]]\npublic_key = \"{pub_a}\"\nendpoint = \"{peer_a}:51900\"\nallowed_ips = [\"{TGP_A}/32\"]\n{class}",
+        key_b.display()
+    );
+    (cfg_a, cfg_b)
+}
+
+fn start_tgp(
+    r: &mut Running,
+    path: &NetPath,
+    ctx: &Ctx,
+    tgp_opts: &TgpOptions,
+    split: bool,
+) -> Result<()> {
+    let tgp = workspace_bin("TGP_BIN", "tgp")?;
+    let (key_a, pub_a, key_b, pub_b) = tgp_keys(ctx, &tgp)?;
+    let name = unique("tg");
+    let (cfg_a, cfg_b) = tgp_configs(
+        &name,
+        (&key_a, &pub_a, &key_b, &pub_b),
+        &path.a,
+        tgp_opts,
+        split,
     );
     let fa = ctx.dir.join(format!("{name}a.toml"));
     let fb = ctx.dir.join(format!("{name}b.toml"));
@@ -247,6 +344,7 @@ fn start_tgp(r: &mut Running, path: &NetPath, ctx: &Ctx, ceiling: &str) -> Resul
         &mut ns_cmd(&path.ns_b, &tgp_s, &["up", &fb.to_string_lossy()]),
         &ctx.log("tgp-b"),
     )?);
+    r.tgp_interfaces = vec![format!("{name}a"), format!("{name}b")];
     r.host = TGP_A.to_string();
     ping_until_up(r, &path.ns_b, TGP_A, 30)
 }
@@ -401,4 +499,103 @@ fn start_wg(r: &mut Running, path: &NetPath, ctx: &Ctx) -> Result<()> {
     }
     r.host = WG_A.to_string();
     ping_until_up(r, &path.ns_b, WG_A, 30)
+}
+
+/// OpenVPN in UDP mode with a static key (`--secret`; deprecated in 2.6 and
+/// to be removed in 2.7, which will need TLS with certificates instead):
+/// point-to-point `tun` at both ends, `--cipher AES-256-CBC` (static-key
+/// mode has no AEAD; HMAC-SHA1 is its default auth), every other option at
+/// its default (tun MTU 1500, `mssfix 1492`, no compression).
+fn start_openvpn(r: &mut Running, path: &NetPath, ctx: &Ctx) -> Result<()> {
+    if !have("openvpn") {
+        bail!("openvpn not installed (Debian package openvpn; run scripts/setup)");
+    }
+    let key = ctx.dir.join("openvpn-static.key");
+    if !key.exists() {
+        run_ok(
+            Command::new("openvpn")
+                .args(["--genkey", "secret"])
+                .arg(&key),
+            Duration::from_secs(10),
+        )
+        .context("openvpn --genkey secret")?;
+    }
+    let key_s = key.to_string_lossy().into_owned();
+    let name = unique("ov");
+    let port = OVPN_PORT.to_string();
+    let remote = path.a.clone();
+    for (side, ns, dev, local, peer) in [
+        ("a", &path.ns_a, format!("{name}a"), OVPN_A, OVPN_B),
+        ("b", &path.ns_b, format!("{name}b"), OVPN_B, OVPN_A),
+    ] {
+        let mut args = vec![
+            "--dev",
+            &dev,
+            "--dev-type",
+            "tun",
+            "--proto",
+            "udp",
+            "--ifconfig",
+            local,
+            peer,
+            "--secret",
+            &key_s,
+            if side == "a" { "0" } else { "1" },
+            "--cipher",
+            "AES-256-CBC",
+            "--verb",
+            "3",
+        ];
+        if side == "a" {
+            args.extend(["--lport", &port]);
+        } else {
+            args.extend(["--remote", &remote, &port, "--nobind"]);
+        }
+        r.procs.push(Proc::spawn(
+            &format!("openvpn ({side})"),
+            &mut ns_cmd(ns, "openvpn", &args),
+            &ctx.log(&format!("ovpn{side}")),
+        )?);
+    }
+    r.host = OVPN_A.to_string();
+    ping_until_up(r, &path.ns_b, OVPN_A, 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_ceiling_options_shape_both_configs() {
+        let keys = (Path::new("/k/a"), "PUBA", Path::new("/k/b"), "PUBB");
+        let with = TgpOptions::new(Some("20mbit".into()));
+        let (a, b) = tgp_configs("tg1", keys, "10.1.1.1", &with, true);
+        for cfg in [&a, &b] {
+            let iface = cfg.split("[[peer]]").next().unwrap();
+            assert!(iface.contains("rate_ceiling = \"20mbit\""), "{cfg}");
+            assert!(iface.contains("tcp_mode = \"split\""), "{cfg}");
+            assert!(cfg.contains("deadline = \"50ms\""), "{cfg}");
+        }
+        assert!(b.contains("endpoint = \"10.1.1.1:51900\""));
+        assert!(a.contains("public_key = \"PUBB\"") && b.contains("public_key = \"PUBA\""));
+        let mut without = TgpOptions::new(None);
+        without.game_deadline_ms = 30.0;
+        let (a, b) = tgp_configs("tg1", keys, "10.1.1.1", &without, false);
+        for cfg in [&a, &b] {
+            assert!(!cfg.contains("rate_ceiling"), "{cfg}");
+            assert!(!cfg.contains("tcp_mode"), "{cfg}");
+            assert!(cfg.contains("deadline = \"30ms\""), "{cfg}");
+        }
+    }
+
+    #[test]
+    fn every_system_has_a_distinct_name_and_its_congestion_control() {
+        let mut names: Vec<&str> = TCP_SYSTEMS.iter().map(|s| s.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), TCP_SYSTEMS.len());
+        assert_eq!(System::parse("tgp-split-bbr").unwrap().cc(), "bbr");
+        assert_eq!(System::parse("tgp-split-cubic").unwrap().cc(), "cubic");
+        assert_eq!(System::parse("openvpn").unwrap(), System::Openvpn);
+    }
 }
