@@ -202,6 +202,7 @@ fn print_peer(index: usize, peer: &Peer) {
 fn class_name(class: DeliveryClass) -> String {
     match class {
         DeliveryClass::Reliable => "reliable".to_owned(),
+        DeliveryClass::Segment => "segment (reliable, brief reorder hold)".to_owned(),
         DeliveryClass::Deadline(d) => format!("deadline {}", format_duration(d)),
     }
 }

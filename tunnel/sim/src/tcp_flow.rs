@@ -189,6 +189,10 @@ pub struct TunnelTcpNode {
     pub peer: SocketAddr,
     /// The tgp flow the segments are sent on.
     pub flow: FlowId,
+    /// The delivery class they get: [`DeliveryClass::Segment`] as the
+    /// daemon gives TCP in segment mode (set with
+    /// [`TunnelTcpNode::with_class`]).
+    pub class: DeliveryClass,
     /// The path's one-way propagation delay, subtracted from the added
     /// delay.
     pub base_delay: Duration,
@@ -228,6 +232,7 @@ impl TunnelTcpNode {
             plane,
             peer,
             flow,
+            class: DeliveryClass::Segment,
             base_delay,
             report: FlowReport::default(),
             refusals: Refusals::default(),
@@ -235,6 +240,12 @@ impl TunnelTcpNode {
             segment_buffer: Vec::with_capacity(2048),
             buffer: Vec::with_capacity(2048),
         }
+    }
+
+    /// The same node, sending its segments with `class`.
+    pub fn with_class(mut self, class: DeliveryClass) -> Self {
+        self.class = class;
+        self
     }
 
     /// Hands every segment the data plane delivered to the TCP, one at a
@@ -253,12 +264,10 @@ impl TunnelTcpNode {
     fn pump(&mut self, now: Timestamp) {
         while let Some(seg) = self.tcp.poll_segment(now) {
             segment::encode(&seg, now, &mut self.segment_buffer);
-            match self.plane.send_segment(
-                now,
-                self.flow,
-                DeliveryClass::Reliable,
-                &self.segment_buffer,
-            ) {
+            match self
+                .plane
+                .send_segment(now, self.flow, self.class, &self.segment_buffer)
+            {
                 Ok(()) => self.accepted += 1,
                 Err(error) => self.refusals.count(error),
             }

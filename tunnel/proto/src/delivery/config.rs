@@ -25,8 +25,11 @@ pub struct DataPlaneConfig {
     /// Bytes the send queue may hold; beyond it [`SendError::QueueFull`].
     pub send_queue_limit_bytes: usize,
     /// Sojourn time in the send queue above which the queue manager starts
-    /// refusing segments (CoDel-like), so an inner TCP sees congestion.
-    pub send_queue_delay_target: Duration,
+    /// refusing segments (CoDel-like), so an inner TCP sees congestion: a
+    /// tenth of the smoothed round trip, within these bounds...
+    pub send_queue_delay_target_min: Duration,
+    /// ...and this.
+    pub send_queue_delay_target_max: Duration,
     /// The send queue never holds more than this long at the current
     /// pacing rate (nor less than 64 kB): a sender that ignores the queue
     /// manager's drops meets a full queue instead of an ever longer one.
@@ -43,17 +46,16 @@ pub struct DataPlaneConfig {
     pub fec_group_timeout: Duration,
     /// ...and at the latest this long after its first symbol.
     pub fec_group_max_age: Duration,
-    /// Proactive repair of a reliable group beyond the expected losses, in
-    /// standard deviations of the loss count; negative values send a
-    /// little less and leave the rest to fresh repair on request, which
-    /// wastes less (surplus symbols are the only waste).
-    pub repair_margin: f64,
     /// Fresh repair sent when a receipt shows a group still short by `n`:
     /// `max(1, round(n / (1 − loss) × reactive_repair_factor))`. Below 1
     /// it undershoots a little and leaves the rest to the next round trip,
     /// which wastes less at high loss (every symbol beyond what the group
     /// needs is waste); 1 aims at the expected need.
     pub reactive_repair_factor: f64,
+    /// Target probability that a reliable group needs a repair round trip
+    /// (its proactive repair falls short), under a slightly raised
+    /// estimate of the loss; a tenth of it at the tail of a transfer.
+    pub reliable_residual_target: f64,
     /// Target probability that a deadline group fails with proactive
     /// repair alone.
     pub deadline_residual_target: f64,
@@ -111,15 +113,16 @@ impl Default for DataPlaneConfig {
             initial_rate_bits_per_second: 2_000_000,
             max_datagram_size: 1400,
             send_queue_limit_bytes: 1 << 20,
-            send_queue_delay_target: Duration::from_millis(50),
+            send_queue_delay_target_min: Duration::from_millis(5),
+            send_queue_delay_target_max: Duration::from_millis(50),
             send_queue_max_delay: Duration::from_millis(250),
             keepalive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             fec_max_group: 64,
             fec_group_timeout: Duration::from_millis(5),
             fec_group_max_age: Duration::from_millis(50),
-            repair_margin: -1.0,
             reactive_repair_factor: 0.8,
+            reliable_residual_target: 0.05,
             deadline_residual_target: 5e-4,
             deadline_loss_floor: 0.02,
             max_loss: 0.95,

@@ -113,7 +113,7 @@ use rate::{RateConfig, RateController};
 use receipt::{OutgoingRecord, ReceiptInput, ReceiptSchedule};
 use recv::loss::LossMeter;
 use recv::Receiver;
-use send::aqm::Verdict;
+use send::aqm::{Target, Verdict};
 use send::flight::InFlight;
 use send::groups::TxGroups;
 use send::pacing::Pacer;
@@ -129,6 +129,11 @@ pub type FlowId = u64;
 /// A reliable segment carries its send time (for the added-delay
 /// measurement) at most this often.
 pub const STAMP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Shortest reorder hold of a segment-mode flow.
+pub const REORDER_HOLD_MIN: Duration = Duration::from_millis(4);
+/// Longest reorder hold of a segment-mode flow.
+pub const REORDER_HOLD_MAX: Duration = Duration::from_millis(16);
 
 /// How long, at the pacing rate, the bytes a stream may queue last
 /// ([`DataPlane::stream_room`]).
@@ -296,9 +301,7 @@ impl DataPlane {
             self.stats.drops.queue_full += 1;
             return Err(SendError::QueueFull);
         }
-        if let Verdict::Backlogged { drop } =
-            self.queue.offer(now, self.config.send_queue_delay_target)
-        {
+        if let Verdict::Backlogged { drop } = self.queue.offer(now, self.queue_target()) {
             self.rate.on_send_backlog(now);
             if drop {
                 self.stats.drops.queue_delay += 1;
@@ -306,10 +309,11 @@ impl DataPlane {
             }
         }
         let (class, expires_at) = match class {
-            DeliveryClass::Reliable => (
+            DeliveryClass::Reliable | DeliveryClass::Segment => (
                 SymbolClass::Reliable {
                     flow_seq: self.queue.next_flow_position(flow),
                     created_micros: self.stamp(now),
+                    bounded_hold: class == DeliveryClass::Segment,
                 },
                 None,
             ),
@@ -323,6 +327,19 @@ impl DataPlane {
         };
         self.enqueue(now, flow, class, segment, expires_at);
         Ok(())
+    }
+
+    /// The queue manager's target: a tenth of the round trip tolerated
+    /// (within the configured bounds), for about a round trip.
+    fn queue_target(&self) -> Target {
+        let srtt = self.rate.smoothed_rtt();
+        Target {
+            delay: (srtt / 10).clamp(
+                self.config.send_queue_delay_target_min,
+                self.config.send_queue_delay_target_max,
+            ),
+            interval: srtt.clamp(Duration::from_millis(50), Duration::from_millis(500)),
+        }
     }
 
     /// The send time to stamp on a reliable segment taken at `now`, about
@@ -401,6 +418,7 @@ impl DataPlane {
         let class = SymbolClass::Reliable {
             flow_seq: self.queue.next_flow_position(flow),
             created_micros: self.stamp(now),
+            bounded_hold: false,
         };
         self.enqueue(now, flow, class, segment, None);
         Ok(())
@@ -464,6 +482,13 @@ impl DataPlane {
         self.receipts.packets_since += 1;
         self.loss_meter.on_packet(now, packet_number);
         self.stats.loss_inbound = self.loss_meter.estimate().unwrap_or(0.0);
+    }
+
+    /// How long a hole may hold a segment-mode flow here: an eighth of the
+    /// minimum round trip, within [`REORDER_HOLD_MIN`, `REORDER_HOLD_MAX`]
+    /// (HyStart reads more than that as congestion).
+    fn reorder_hold(&self) -> Duration {
+        (self.rate.min_rtt() / 8).clamp(REORDER_HOLD_MIN, REORDER_HOLD_MAX)
     }
 
     /// Half the minimum round trip, once one is measured: the one-way
@@ -615,6 +640,8 @@ impl DataPlane {
             );
         }
         self.keys.retire(now);
+        let hold = self.reorder_hold();
+        self.receiver.release(now, hold, &mut self.stats);
         self.stats.drops.expired_in_queue += self.queue.drop_expired(now);
         let probe_timeout = self.probe_timeout();
         let context = self.repair_context();

@@ -37,11 +37,13 @@ pub(crate) enum Timer {
     QueueExpiry,
     /// An old key's grace time ends.
     KeyRetire,
+    /// A segment-mode flow has waited its reorder hold for a hole.
+    ReorderRelease,
 }
 
 impl Timer {
     /// Every timer.
-    pub(crate) const ALL: [Timer; 11] = [
+    pub(crate) const ALL: [Timer; 12] = [
         Timer::Pace,
         Timer::GroupClose,
         Timer::ReceiptAck,
@@ -53,6 +55,7 @@ impl Timer {
         Timer::MemberExpiry,
         Timer::QueueExpiry,
         Timer::KeyRetire,
+        Timer::ReorderRelease,
     ];
 }
 
@@ -129,6 +132,7 @@ impl DataPlane {
             Timer::MemberExpiry => self.groups.next_member_expiry(),
             Timer::QueueExpiry => self.queue.next_expiry(),
             Timer::KeyRetire => self.keys.next_retirement(),
+            Timer::ReorderRelease => self.receiver.next_release(self.reorder_hold()),
         }
     }
 

@@ -14,7 +14,10 @@
 //! ranges = count:v then (gap from previous end:v, length:v) per range
 //! needs  = count:v then (group_first:v, needed:v) per group
 //! symbol = flow:v class:u8 (0: flow_seq:v | 1: deadline_us:v created_us:v
-//!                           | 2: flow_seq:v created_us:v) payload
+//!                           | 2: flow_seq:v created_us:v
+//!                           | 4: flow_seq:v | 6: flow_seq:v created_us:v) payload
+//!          reliable classes: bit 1 = stamped with created_us, bit 2 = bounded
+//!          hold (segment mode) instead of strict order
 //! v = LEB128 varint of a u64
 //! ```
 
@@ -131,8 +134,11 @@ pub enum SymbolClass {
         flow_seq: u64,
         /// When the segment was handed to the sender, in the sender's
         /// clock, on the segments the sender samples for the added-delay
-        /// measurement (class 2 on the wire; class 0 without).
+        /// measurement.
         created_micros: Option<u64>,
+        /// Segment mode: a hole holds the flow only briefly
+        /// ([`crate::DeliveryClass::Segment`]); otherwise strict order.
+        bounded_hold: bool,
     },
     /// Before the deadline; stamped with the sender's clock.
     Deadline {
@@ -343,18 +349,14 @@ impl<'a> Symbol<'a> {
         match self.class {
             SymbolClass::Reliable {
                 flow_seq,
-                created_micros: None,
+                created_micros,
+                bounded_hold,
             } => {
-                out.push(0);
+                out.push(u8::from(created_micros.is_some()) << 1 | u8::from(bounded_hold) << 2);
                 put_varint(out, flow_seq);
-            }
-            SymbolClass::Reliable {
-                flow_seq,
-                created_micros: Some(created),
-            } => {
-                out.push(2);
-                put_varint(out, flow_seq);
-                put_varint(out, created);
+                if let Some(created) = created_micros {
+                    put_varint(out, created);
+                }
             }
             SymbolClass::Deadline {
                 deadline_micros,
@@ -373,14 +375,19 @@ impl<'a> Symbol<'a> {
         let mut reader = Reader::new(bytes);
         let flow = reader.varint()?;
         let class = match reader.u8()? {
-            0 => SymbolClass::Reliable {
-                flow_seq: reader.varint()?,
-                created_micros: None,
-            },
-            2 => SymbolClass::Reliable {
-                flow_seq: reader.varint()?,
-                created_micros: Some(reader.varint()?),
-            },
+            class @ (0 | 2 | 4 | 6) => {
+                let flow_seq = reader.varint()?;
+                let created_micros = if class & 2 != 0 {
+                    Some(reader.varint()?)
+                } else {
+                    None
+                };
+                SymbolClass::Reliable {
+                    flow_seq,
+                    created_micros,
+                    bounded_hold: class & 4 != 0,
+                }
+            }
             1 => SymbolClass::Deadline {
                 deadline_micros: reader.varint()?,
                 created_micros: reader.varint()?,
@@ -468,7 +475,7 @@ mod tests {
         #[test]
         fn symbol_round_trip(flow in any::<u64>(), a in any::<u64>(), b in any::<u64>(), deadline in any::<bool>(),
                              payload in proptest::collection::vec(any::<u8>(), 0..50)) {
-            let class = if deadline { SymbolClass::Deadline { deadline_micros: a, created_micros: b } } else { SymbolClass::Reliable { flow_seq: a, created_micros: (b % 2 == 0).then_some(b) } };
+            let class = if deadline { SymbolClass::Deadline { deadline_micros: a, created_micros: b } } else { SymbolClass::Reliable { flow_seq: a, created_micros: (b % 2 == 0).then_some(b), bounded_hold: b % 3 == 0 } };
             let symbol = Symbol { flow, class, payload: &payload };
             let mut out = Vec::new();
             symbol.encode(&mut out);

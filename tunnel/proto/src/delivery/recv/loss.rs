@@ -1,11 +1,22 @@
 //! The receiver's loss meter: the share of the peer's packet numbers that
-//! never arrive, over windows of [`LOSS_WINDOW_PACKETS`], smoothed. It is
-//! reported to the peer in every receipt and sizes the peer's redundancy.
+//! never arrive, over windows of [`LOSS_WINDOW_PACKETS`]. It is reported to
+//! the peer in every receipt and sizes the peer's redundancy, so it must
+//! be right early: while warming up it is the loss over everything seen so
+//! far, pulled towards a weak prior; after [`WARM_UP_WINDOWS`] windows it
+//! is a moving average over about the last [`MEMORY_WINDOWS`] windows.
 
 use crate::time::Timestamp;
 
 /// Packets per window of the loss meter.
-pub(crate) const LOSS_WINDOW_PACKETS: u64 = 64;
+pub(crate) const LOSS_WINDOW_PACKETS: u64 = 32;
+/// Windows over which the estimate is a plain average (with the prior).
+const WARM_UP_WINDOWS: u64 = 16;
+/// Memory of the moving average afterwards, in windows (weight 1/16).
+const MEMORY_WINDOWS: f64 = 16.0;
+/// The prior: as if this many packets had been seen...
+const PRIOR_PACKETS: f64 = 16.0;
+/// ...of which this share was lost.
+const PRIOR_LOSS: f64 = 0.05;
 
 /// Loss of the peer's packets as seen here.
 #[derive(Clone, Debug, Default)]
@@ -13,6 +24,8 @@ pub(crate) struct LossMeter {
     largest: Option<(u64, Timestamp)>,
     window_start: u64,
     window_count: u64,
+    windows: u64,
+    lost_total: u64,
     estimate: Option<f64>,
 }
 
@@ -37,23 +50,28 @@ impl LossMeter {
             }
             Some(_) => self.largest = Some((packet_number, now)),
         }
-        if packet_number >= self.window_start {
-            self.window_count += 1;
-        }
-        let largest = self.largest.map_or(0, |(l, _)| l);
-        while largest >= self.window_start + LOSS_WINDOW_PACKETS {
-            let window_loss = 1.0
-                - (self.window_count.min(LOSS_WINDOW_PACKETS) as f64 / LOSS_WINDOW_PACKETS as f64);
+        // Close every window the new packet lies beyond; packets of a
+        // closed window that arrive late count as lost.
+        let newest = self.largest.map_or(0, |(l, _)| l);
+        while newest >= self.window_start + LOSS_WINDOW_PACKETS {
+            let lost = LOSS_WINDOW_PACKETS - self.window_count.min(LOSS_WINDOW_PACKETS);
+            self.windows += 1;
+            self.lost_total += lost;
+            let window_loss = lost as f64 / LOSS_WINDOW_PACKETS as f64;
             self.estimate = Some(match self.estimate {
-                None => window_loss,
-                Some(old) => old * 0.875 + window_loss * 0.125,
+                Some(old) if self.windows > WARM_UP_WINDOWS => {
+                    old + (window_loss - old) / MEMORY_WINDOWS
+                }
+                _ => {
+                    let seen = (self.windows * LOSS_WINDOW_PACKETS) as f64;
+                    (self.lost_total as f64 + PRIOR_LOSS * PRIOR_PACKETS) / (seen + PRIOR_PACKETS)
+                }
             });
             self.window_start += LOSS_WINDOW_PACKETS;
-            // The packet that closed the window counts in the window it
-            // falls in.
-            self.window_count = u64::from(
-                largest >= self.window_start && largest < self.window_start + LOSS_WINDOW_PACKETS,
-            );
+            self.window_count = 0;
+        }
+        if (self.window_start..self.window_start + LOSS_WINDOW_PACKETS).contains(&packet_number) {
+            self.window_count += 1;
         }
     }
 }
@@ -80,5 +98,21 @@ mod tests {
             meter.on_packet(Timestamp::ZERO, pn);
         }
         assert!(meter.estimate().unwrap() < 0.02);
+    }
+
+    #[test]
+    fn the_first_windows_already_tell_ten_percent_from_none() {
+        let mut lossy = LossMeter::default();
+        let mut clean = LossMeter::default();
+        for pn in 0..200 {
+            if pn % 10 != 3 {
+                lossy.on_packet(Timestamp::ZERO, pn);
+            }
+            clean.on_packet(Timestamp::ZERO, pn);
+        }
+        let lossy = lossy.estimate().unwrap();
+        let clean = clean.estimate().unwrap();
+        assert!((0.07..0.13).contains(&lossy), "{lossy}");
+        assert!(clean < 0.01, "{clean}");
     }
 }

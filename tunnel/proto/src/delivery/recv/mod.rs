@@ -39,6 +39,31 @@ pub struct Delivered {
     pub segment: Vec<u8>,
 }
 
+/// Hands a reliable segment to the caller, counting it and its added
+/// delay.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    deliveries: &mut VecDeque<Delivered>,
+    clock: &SenderClock,
+    stats: &mut DataPlaneStats,
+    now: Timestamp,
+    flow: FlowId,
+    class: DeliveryClass,
+    segment: Vec<u8>,
+    created_micros: Option<u64>,
+) {
+    stats.segments_delivered += 1;
+    stats.bytes_delivered += segment.len() as u64;
+    if let Some(added) = created_micros.and_then(|c| clock.added_delay(now, c)) {
+        stats.added_delay.record(added);
+    }
+    deliveries.push_back(Delivered {
+        flow,
+        class,
+        segment,
+    });
+}
+
 /// Everything the receiving side holds.
 #[derive(Default)]
 pub(crate) struct Receiver {
@@ -211,29 +236,37 @@ impl Receiver {
             SymbolClass::Reliable {
                 flow_seq,
                 created_micros,
+                bounded_hold,
             } => {
                 self.record.delivered.insert(seq);
                 if let (true, Some(created)) = (direct, created_micros) {
                     self.clock.observe(now, created);
                 }
+                let class = if bounded_hold {
+                    DeliveryClass::Segment
+                } else {
+                    DeliveryClass::Reliable
+                };
                 let deliveries = &mut self.deliveries;
                 let clock = &self.clock;
                 self.flows.accept(
+                    now,
                     symbol.flow,
                     flow_seq,
                     created_micros,
+                    bounded_hold,
                     symbol.payload,
                     |payload, created| {
-                        stats.segments_delivered += 1;
-                        stats.bytes_delivered += payload.len() as u64;
-                        if let Some(added) = created.and_then(|c| clock.added_delay(now, c)) {
-                            stats.added_delay.record(added);
-                        }
-                        deliveries.push_back(Delivered {
-                            flow: symbol.flow,
-                            class: DeliveryClass::Reliable,
-                            segment: payload,
-                        });
+                        deliver(
+                            deliveries,
+                            clock,
+                            stats,
+                            now,
+                            symbol.flow,
+                            class,
+                            payload,
+                            created,
+                        );
                     },
                 );
             }
@@ -266,6 +299,29 @@ impl Receiver {
             }
         }
         self.advance_cumulative();
+    }
+
+    /// When a bounded flow's hold of `hold` next ends.
+    pub(crate) fn next_release(&self, hold: Duration) -> Option<Timestamp> {
+        self.flows.next_release(hold)
+    }
+
+    /// Lets bounded flows that waited `hold` for a hole go on.
+    pub(crate) fn release(&mut self, now: Timestamp, hold: Duration, stats: &mut DataPlaneStats) {
+        let deliveries = &mut self.deliveries;
+        let clock = &self.clock;
+        self.flows.release(now, hold, |flow, payload, created| {
+            deliver(
+                deliveries,
+                clock,
+                stats,
+                now,
+                flow,
+                DeliveryClass::Segment,
+                payload,
+                created,
+            );
+        });
     }
 
     fn advance_cumulative(&mut self) {

@@ -6,8 +6,16 @@
 use crate::time::Timestamp;
 use std::time::Duration;
 
-/// How long the queue must stay above its target before the first refusal.
-const INTERVAL: Duration = Duration::from_millis(100);
+/// What the queue manager aims at: the sojourn time it tolerates, and how
+/// long the queue may stand above it before the first refusal (about a
+/// round trip: the time a TCP needs to answer a drop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Tolerated sojourn time of the oldest queued segment.
+    pub delay: Duration,
+    /// How long it must be exceeded before segments are refused.
+    pub interval: Duration,
+}
 
 /// What the queue manager says about a segment offered now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,19 +54,19 @@ impl QueueManager {
         &mut self,
         now: Timestamp,
         head_age: Duration,
-        target: Duration,
+        target: Target,
     ) -> Verdict {
-        if head_age <= target {
+        if head_age <= target.delay {
             self.dropping_since = None;
             self.drops = 0;
             return Verdict::Below;
         }
         let since = *self.dropping_since.get_or_insert(now);
-        if now - since < INTERVAL || now < self.next_drop {
+        if now - since < target.interval || now < self.next_drop {
             return Verdict::Backlogged { drop: false };
         }
         self.drops += 1;
-        self.next_drop = now + INTERVAL.div_f64(f64::from(self.drops).sqrt());
+        self.next_drop = now + target.interval.div_f64(f64::from(self.drops).sqrt());
         Verdict::Backlogged { drop: true }
     }
 }
@@ -73,7 +81,10 @@ mod tests {
 
     #[test]
     fn refuses_only_after_a_standing_queue_and_more_often_as_it_stays() {
-        let target = Duration::from_millis(50);
+        let target = Target {
+            delay: Duration::from_millis(50),
+            interval: Duration::from_millis(100),
+        };
         let mut manager = QueueManager::new(at(0));
         assert_eq!(
             manager.on_offer(at(0), Duration::from_millis(10), target),

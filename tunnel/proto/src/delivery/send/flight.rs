@@ -23,6 +23,10 @@ struct SentPacket {
 /// What was sent and what the receipts said of it.
 pub(crate) struct InFlight {
     sent: VecDeque<(u64, SentPacket)>,
+    /// How many records at the front of `sent` are past the loss timeout
+    /// (they no longer count in flight, but are kept so that a late
+    /// receipt still yields a round-trip sample).
+    expired: usize,
     cumulative_sent: u64,
     last_ack_at: Timestamp,
     last_ack_serviced: u64,
@@ -35,6 +39,7 @@ impl InFlight {
     pub(crate) fn new(now: Timestamp) -> Self {
         InFlight {
             sent: VecDeque::new(),
+            expired: 0,
             cumulative_sent: 0,
             last_ack_at: now,
             last_ack_serviced: 0,
@@ -66,7 +71,7 @@ impl InFlight {
             },
         ));
         while self.sent.len() > MAX_RECORDS {
-            self.sent.pop_front();
+            self.pop_front();
         }
     }
 
@@ -78,22 +83,26 @@ impl InFlight {
         self.cumulative_sent - self.last_ack_serviced.max(self.expired_serviced)
     }
 
-    /// Counts packets older than `timeout` as gone.
+    fn pop_front(&mut self) -> Option<(u64, SentPacket)> {
+        let front = self.sent.pop_front()?;
+        self.expired = self.expired.saturating_sub(1);
+        Some(front)
+    }
+
+    /// Counts packets older than `timeout` as gone from the window.
     pub(crate) fn expire(&mut self, now: Timestamp, timeout: Duration) {
-        while self
-            .sent
-            .front()
-            .is_some_and(|(_, p)| p.sent_at + timeout <= now)
-        {
-            if let Some((_, packet)) = self.sent.pop_front() {
-                self.expired_serviced = self.expired_serviced.max(packet.cumulative_sent);
+        while let Some((_, packet)) = self.sent.get(self.expired) {
+            if packet.sent_at + timeout > now {
+                break;
             }
+            self.expired_serviced = self.expired_serviced.max(packet.cumulative_sent);
+            self.expired += 1;
         }
     }
 
-    /// When the oldest remembered packet was sent.
+    /// When the oldest packet still counted in flight was sent.
     pub(crate) fn oldest_sent_at(&self) -> Option<Timestamp> {
-        self.sent.front().map(|(_, p)| p.sent_at)
+        self.sent.get(self.expired).map(|(_, p)| p.sent_at)
     }
 
     /// A receipt acknowledges `largest` (received `ack_delay` before the
@@ -111,13 +120,12 @@ impl InFlight {
         }
         // Drop records up to the acknowledged packet, keeping its own.
         while self.sent.len() > 1 && self.sent.front().is_some_and(|(pn, _)| *pn < largest) {
-            self.sent.pop_front();
+            self.pop_front();
         }
-        let (pn, packet) = self.sent.pop_front()?;
-        if pn != largest {
-            self.sent.push_front((pn, packet));
+        if self.sent.front().is_none_or(|(pn, _)| *pn != largest) {
             return None;
         }
+        let (_, packet) = self.pop_front()?;
         self.largest_acked = Some(largest);
         let raw_rtt = now - packet.sent_at;
         let rtt = if raw_rtt > ack_delay {
@@ -180,5 +188,15 @@ mod tests {
         flight.expire(ms(120), Duration::from_millis(100));
         assert_eq!(flight.bytes_in_flight(), 500);
         assert_eq!(flight.oldest_sent_at(), Some(ms(50)));
+    }
+
+    #[test]
+    fn a_receipt_after_the_loss_timeout_still_samples_the_round_trip() {
+        let mut flight = InFlight::new(ms(0));
+        flight.on_sent(0, ms(0), 500, false);
+        flight.expire(ms(300), Duration::from_millis(150));
+        assert_eq!(flight.bytes_in_flight(), 0);
+        let sample = flight.on_ack(ms(600), 0, Duration::ZERO, 1).unwrap();
+        assert_eq!(sample.rtt, Duration::from_millis(600));
     }
 }

@@ -9,7 +9,7 @@
 //! abandoned, as the receipts say).
 
 use super::queue::QueuedSegment;
-use super::repair::{self, RepairContext};
+use super::repair::{self, GroupKind, RepairContext};
 use crate::delivery::config::DataPlaneConfig;
 use crate::delivery::fec;
 use crate::delivery::receipt::OutgoingRecord;
@@ -39,6 +39,8 @@ struct TxGroup {
     closed: bool,
     opened_at: Timestamp,
     deadline: bool,
+    /// Some member is segment-mode TCP (see [`GroupKind::Segment`]).
+    latency_sensitive: bool,
     next_repair_index: usize,
     next_resend: usize,
     pending_repairs: u32,
@@ -52,6 +54,16 @@ struct TxGroup {
 impl TxGroup {
     fn k(&self) -> usize {
         self.shards.len()
+    }
+
+    fn kind(&self) -> GroupKind {
+        if self.deadline {
+            GroupKind::Deadline
+        } else if self.latency_sensitive {
+            GroupKind::Segment
+        } else {
+            GroupKind::Stream
+        }
     }
 
     /// Whether some member is neither resolved at the peer nor past its
@@ -164,7 +176,7 @@ impl TxGroups {
         if group.closed {
             return;
         }
-        let repairs = repair::proactive_repairs(config, context, group.k(), group.deadline);
+        let repairs = repair::proactive_repairs(config, context, group.k(), group.kind());
         group.closed = true;
         group.pending_repairs = repairs;
         group.pending_proactive = true;
@@ -280,6 +292,7 @@ impl TxGroups {
             closed: false,
             opened_at: now,
             deadline,
+            latency_sensitive: false,
             next_repair_index: 0,
             next_resend: 0,
             pending_repairs: 0,
@@ -297,6 +310,13 @@ impl TxGroups {
         }
         .encode(&mut symbol);
         let target_k = repair::group_size(config, context.loss, deadline);
+        group.latency_sensitive |= matches!(
+            segment.class,
+            SymbolClass::Reliable {
+                bounded_hold: true,
+                ..
+            }
+        );
         let index = group.shards.len();
         Frame::Data {
             seq,

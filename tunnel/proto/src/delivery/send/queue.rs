@@ -4,12 +4,12 @@
 //! expiry of deadline segments that waited too long, and the queue
 //! manager ([`super::aqm`]) that refuses segments under a standing queue.
 
-use super::aqm::{QueueManager, Verdict};
+use super::aqm::{QueueManager, Target, Verdict};
 use crate::delivery::FlowId;
 use crate::time::Timestamp;
 use crate::wire::frame::SymbolClass;
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+
 use thiserror::Error;
 
 /// Why a segment was refused.
@@ -89,7 +89,7 @@ impl SendQueue {
     }
 
     /// Asks the queue manager about a segment offered now.
-    pub(crate) fn offer(&mut self, now: Timestamp, target: Duration) -> Verdict {
+    pub(crate) fn offer(&mut self, now: Timestamp, target: Target) -> Verdict {
         let head_age = self
             .reliable
             .front()

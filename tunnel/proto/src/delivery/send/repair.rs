@@ -37,41 +37,63 @@ pub(crate) fn group_size(config: &DataPlaneConfig, loss: Option<f64>, deadline: 
 
 /// Repair symbols a group of `k` sources gets when it closes.
 ///
-/// A deadline group gets enough that it fails with probability at most
-/// the residual target under an upper estimate of the loss (it cannot wait
-/// for a second chance); a reliable group the expected loss adjusted by
-/// the configured margin in standard deviations (above it at the tail).
+/// Deadline and segment-mode groups get enough that the group fails with
+/// probability at most their residual target under an upper estimate of
+/// the loss; stream groups about the expected loss (see [`GroupKind`]).
 pub(crate) fn proactive_repairs(
     config: &DataPlaneConfig,
     context: RepairContext,
     k: usize,
-    deadline: bool,
+    kind: GroupKind,
 ) -> u32 {
     let measured = context.loss.unwrap_or(0.0);
-    if deadline {
-        let p = match context.loss {
-            None => config.deadline_loss_floor.max(0.3),
-            // An upper estimate: the measurement is noisy and a
-            // deadline group cannot wait for a second chance.
-            Some(p) => (p * 1.3 + 0.01).max(config.deadline_loss_floor),
+    match kind {
+        GroupKind::Deadline => {
+            let p = match context.loss {
+                None => config.deadline_loss_floor.max(0.3),
+                // An upper estimate: the measurement is noisy and a
+                // deadline group cannot wait for a second chance.
+                Some(p) => (p * 1.3 + 0.01).max(config.deadline_loss_floor),
+            }
+            .min(config.loss_cap());
+            repairs_for_residual(k, p, config.deadline_residual_target, 255 - k) as u32
         }
-        .min(config.loss_cap());
-        repairs_for_residual(k, p, config.deadline_residual_target, 255 - k) as u32
-    } else {
-        // Sent symbols needed on average for k to arrive, and the
-        // spread of the loss count, both in sent symbols.
-        let expected = k as f64 * measured / (1.0 - measured);
-        let spread = (k as f64 * measured).sqrt() / (1.0 - measured);
-        // With nothing queued behind this group, no later data hides a
-        // repair round trip: aim above the expected loss instead.
-        let margin = if context.tail {
-            config.repair_margin.abs().max(1.0)
-        } else {
-            config.repair_margin
-        };
-        let repairs = (expected + margin * spread).round().max(0.0);
-        (repairs as usize).min(255 - k) as u32
+        GroupKind::Segment => {
+            // Enough that the group rarely needs a repair round trip: a
+            // group that waits for one holds the inner TCP's segments
+            // behind it, which it reads as congestion or reordering.
+            let p = (measured * 1.2 + 0.002).min(config.loss_cap());
+            let target = if context.tail {
+                config.reliable_residual_target / 10.0
+            } else {
+                config.reliable_residual_target
+            };
+            repairs_for_residual(k, p, target, 255 - k) as u32
+        }
+        GroupKind::Stream => {
+            // A stream keeps the sender busy, so a repair round trip costs
+            // it no throughput: send about the expected loss less a
+            // standard deviation, and leave the rest to fresh repair on
+            // request (surplus symbols are the only waste). With nothing
+            // queued behind, aim above the expected loss instead.
+            let expected = k as f64 * measured / (1.0 - measured);
+            let spread = (k as f64 * measured).sqrt() / (1.0 - measured);
+            let margin = if context.tail { 1.0 } else { -1.0 };
+            let repairs = (expected + margin * spread).round().max(0.0);
+            (repairs as usize).min(255 - k) as u32
+        }
     }
+}
+
+/// What a group carries, which decides its proactive repair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GroupKind {
+    /// Deadline segments: no second chance.
+    Deadline,
+    /// Segment-mode TCP: a repair round trip shows in the inner TCP.
+    Segment,
+    /// Byte streams (strictly ordered reliable flows).
+    Stream,
 }
 
 /// Whether a group of `k` may still get a fresh repair symbol (otherwise
@@ -139,20 +161,15 @@ mod tests {
             loss: Some(0.1),
             tail: true,
         };
-        let r = proactive_repairs(&config, steady, 64, false);
-        assert!((4..=8).contains(&r), "{r}");
-        assert!(proactive_repairs(&config, tail, 64, false) > r);
-        assert_eq!(
-            proactive_repairs(
-                &config,
-                RepairContext {
-                    loss: Some(0.0),
-                    tail: false
-                },
-                64,
-                false
-            ),
-            0
-        );
+        let r = proactive_repairs(&config, steady, 64, GroupKind::Segment);
+        assert!((8..=20).contains(&r), "{r}");
+        assert!(proactive_repairs(&config, tail, 64, GroupKind::Segment) > r);
+        let clean = RepairContext {
+            loss: Some(0.0),
+            tail: false,
+        };
+        assert!(proactive_repairs(&config, clean, 64, GroupKind::Segment) <= 1);
+        let stream = proactive_repairs(&config, steady, 64, GroupKind::Stream);
+        assert!((3..=8).contains(&stream), "{stream}");
     }
 }
