@@ -15,7 +15,7 @@ fn keys() -> (SessionKeys, SessionKeys) {
 
 #[derive(Debug, Clone)]
 enum FuzzFrame {
-    Data(u64, u8, Vec<u8>),
+    Data(u64, Vec<u8>),
     Repair(u64, u8, u8, Vec<u8>),
     Receipt(
         u64,
@@ -42,12 +42,8 @@ fn ranges() -> impl Strategy<Value = Vec<(u64, u64)>> {
 
 fn frame() -> impl Strategy<Value = FuzzFrame> {
     prop_oneof![
-        (
-            small(),
-            any::<u8>(),
-            proptest::collection::vec(any::<u8>(), 0..60)
-        )
-            .prop_map(|(s, i, b)| FuzzFrame::Data(s, i, b)),
+        (small(), proptest::collection::vec(any::<u8>(), 0..60))
+            .prop_map(|(s, b)| FuzzFrame::Data(s, b)),
         (
             small(),
             1u8..20,
@@ -92,22 +88,14 @@ fn to_ranges(floor: u64, pairs: &[(u64, u64)]) -> Vec<std::ops::Range<u64>> {
 
 fn encode(frame: &FuzzFrame, out: &mut Vec<u8>) {
     match frame {
-        FuzzFrame::Data(seq, index, symbol) => Frame::Data {
-            seq: *seq,
-            group_index: (*index as u64).min(*seq) as u8,
-            symbol,
+        FuzzFrame::Data(seq, symbol) => Frame::Data { seq: *seq, symbol }.encode(out),
+        FuzzFrame::Repair(first, k, index, shard) => Frame::Repair {
+            first: *first / 2,
+            mask: (u64::from(*k) << (index % 32)) | 1,
+            id: u64::from(*index),
+            shard,
         }
         .encode(out),
-        FuzzFrame::Repair(first, k, index, shard) => {
-            let index = (*index).min(255 - *k);
-            Frame::Repair {
-                group_first: *first / 2,
-                k: *k,
-                index,
-                shard,
-            }
-            .encode(out)
-        }
         FuzzFrame::Receipt(c, r, cb, z, a, n, l, bytes) => Frame::Receipt(Receipt {
             cumulative: *c,
             ranges: to_ranges(*c, r),

@@ -38,26 +38,18 @@ pub struct DataPlaneConfig {
     pub keepalive_interval: Duration,
     /// The peer is silent when nothing authentic arrived for this long.
     pub idle_timeout: Duration,
-    /// Most source symbols in one FEC group.
-    pub fec_max_group: usize,
-    /// A reliable FEC group closes this long after its first symbol when
-    /// no more data is waiting (otherwise it fills by count: bulk traffic
-    /// gets large groups, interactive traffic low latency)...
-    pub fec_group_timeout: Duration,
-    /// ...and at the latest this long after its first symbol.
-    pub fec_group_max_age: Duration,
     /// Fresh repair sent when a receipt shows a group still short by `n`:
     /// `max(1, round(n / (1 − loss) × reactive_repair_factor))`. Below 1
     /// it undershoots a little and leaves the rest to the next round trip,
     /// which wastes less at high loss (every symbol beyond what the group
     /// needs is waste); 1 aims at the expected need.
     pub reactive_repair_factor: f64,
-    /// Target probability that a reliable group needs a repair round trip
-    /// (its proactive repair falls short), under a slightly raised
-    /// estimate of the loss; a tenth of it at the tail of a transfer.
-    pub reliable_residual_target: f64,
-    /// Target probability that a deadline group fails with proactive
-    /// repair alone.
+    /// Proactive repair of segment-mode TCP, as a multiple of the expected
+    /// loss (`p / (1 − p)` symbols per source): above 1, equations outrun
+    /// losses and a hole fills within a few packets.
+    pub segment_repair_factor: f64,
+    /// Target probability that a window of live deadline datagrams fails
+    /// with proactive repair alone.
     pub deadline_residual_target: f64,
     /// Loss assumed for deadline traffic before any is measured, and as a
     /// floor.
@@ -118,11 +110,8 @@ impl Default for DataPlaneConfig {
             send_queue_max_delay: Duration::from_millis(250),
             keepalive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
-            fec_max_group: 64,
-            fec_group_timeout: Duration::from_millis(5),
-            fec_group_max_age: Duration::from_millis(50),
             reactive_repair_factor: 0.8,
-            reliable_residual_target: 0.05,
+            segment_repair_factor: 1.5,
             deadline_residual_target: 5e-4,
             deadline_loss_floor: 0.02,
             max_loss: 0.95,

@@ -115,10 +115,9 @@ use recv::loss::LossMeter;
 use recv::Receiver;
 use send::aqm::{Target, Verdict};
 use send::flight::InFlight;
-use send::groups::TxGroups;
 use send::pacing::Pacer;
 use send::queue::{QueuedSegment, SendQueue};
-use std::collections::HashMap;
+use send::window::TxWindow;
 use std::time::Duration;
 use timer::Timer;
 
@@ -163,7 +162,7 @@ pub struct DataPlane {
     rate: RateController,
     // Sending side.
     queue: SendQueue,
-    groups: TxGroups,
+    window: TxWindow,
     flight: InFlight,
     pacer: Pacer,
     outgoing: OutgoingRecord,
@@ -186,7 +185,7 @@ pub struct DataPlane {
 impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataPlane")
-            .field("next_seq", &self.groups.next_seq())
+            .field("next_seq", &self.window.next_seq())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -210,7 +209,7 @@ impl DataPlane {
             stats: DataPlaneStats::default(),
             rate,
             queue: SendQueue::new(now),
-            groups: TxGroups::new(),
+            window: TxWindow::new(),
             flight: InFlight::new(now),
             pacer: Pacer::new(now),
             outgoing: OutgoingRecord::default(),
@@ -259,8 +258,8 @@ impl DataPlane {
     /// nothing waits to be sent.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty()
-            && self.groups.is_empty()
-            && self.outgoing.known_point() == self.groups.next_seq()
+            && self.window.is_empty()
+            && self.outgoing.known_point() == self.window.next_seq()
     }
 
     /// Whether packets sealed under `session_id`'s keys still open here
@@ -500,28 +499,19 @@ impl DataPlane {
     fn on_frame(&mut self, now: Timestamp, frame: Frame<'_>) {
         let one_way = self.one_way_delay();
         let news = match frame {
-            Frame::Data {
-                seq,
-                group_index,
-                symbol,
-            } => self.receiver.on_data(
-                now,
-                seq,
-                usize::from(group_index),
-                symbol,
-                one_way,
-                &mut self.stats,
-            ),
+            Frame::Data { seq, symbol } => {
+                self.receiver
+                    .on_data(now, seq, symbol, one_way, &mut self.stats)
+            }
             Frame::Repair {
-                group_first,
-                k,
-                index,
+                first,
+                mask,
+                id,
                 shard,
             } => self.receiver.on_repair(
                 now,
-                group_first,
-                usize::from(k),
-                usize::from(index),
+                fec::RepairWindow { first, mask },
+                id,
                 shard,
                 one_way,
                 &mut self.stats,
@@ -569,7 +559,7 @@ impl DataPlane {
     // ------------------------------------------------------------------
 
     fn on_receipt(&mut self, now: Timestamp, receipt: &Receipt) {
-        if OutgoingRecord::check(receipt, self.groups.next_seq()).is_err() {
+        if OutgoingRecord::check(receipt, self.window.next_seq()).is_err() {
             self.stats.drops.malformed += 1;
             return;
         }
@@ -588,14 +578,14 @@ impl DataPlane {
         self.rate
             .on_peer_bytes_received(now, receipt.bytes_received);
         self.outgoing
-            .apply(receipt, self.groups.lowest_unresolved());
-        let needs: HashMap<u64, u64> = receipt.needs.iter().copied().collect();
+            .apply(receipt, self.window.lowest_unresolved());
         let context = self.repair_context();
-        self.groups.on_receipt(
-            now,
+        let receipt_high = receipt.ranges.last().map_or(receipt.cumulative, |r| r.end);
+        self.window.on_receipt(
+            receipt_high,
             receipt.largest_packet,
             receipt.covered_below,
-            &needs,
+            &receipt.needs,
             &self.outgoing,
             &self.config,
             context,
@@ -626,26 +616,18 @@ impl DataPlane {
             .min()
     }
 
-    /// The time from [`DataPlane::poll_timeout`] has come: close FEC
-    /// groups, repair what receipts have not covered within a round trip,
-    /// abandon expired deadline segments, retire old keys.
+    /// The time from [`DataPlane::poll_timeout`] has come: repair what
+    /// receipts have not covered within a round trip, abandon expired
+    /// deadline segments, let held segment-mode flows go on, retire old
+    /// keys.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if self.timer_due(Timer::GroupClose, now) {
-            let context = self.repair_context();
-            self.groups.close_open_group_if_due(
-                now,
-                &self.config,
-                context,
-                !self.queue.reliable_is_empty(),
-            );
-        }
         self.keys.retire(now);
         let hold = self.reorder_hold();
         self.receiver.release(now, hold, &mut self.stats);
         self.stats.drops.expired_in_queue += self.queue.drop_expired(now);
         let probe_timeout = self.probe_timeout();
         let context = self.repair_context();
-        self.groups.on_timeout(
+        self.window.on_timeout(
             now,
             probe_timeout,
             &mut self.outgoing,

@@ -69,6 +69,18 @@ impl RangeSet {
         }
     }
 
+    /// How many numbers of `range` are in the set.
+    pub fn count_within(&self, range: std::ops::Range<u64>) -> u64 {
+        self.iter_from(range.start)
+            .take_while(|r| r.start < range.end)
+            .map(|r| {
+                r.end
+                    .min(range.end)
+                    .saturating_sub(r.start.max(range.start))
+            })
+            .sum()
+    }
+
     /// The ranges, lowest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Range<u64>> + '_ {
         self.ranges.iter().map(|(&s, &e)| s..e)

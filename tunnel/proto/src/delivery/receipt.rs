@@ -113,9 +113,8 @@ pub(crate) struct ReceiptInput<'a> {
     pub resolved: &'a RangeSet,
     /// Numbers abandoned here.
     pub abandoned: &'a RangeSet,
-    /// FEC groups still short: (first, symbols needed), ascending, with
-    /// each group's size.
-    pub needs: Vec<(u64, u64, usize)>,
+    /// What decoding lacks: (oldest missing, equations needed).
+    pub needs: Vec<(u64, u64)>,
     /// The peer's confirmation point.
     pub peer_confirmed: u64,
     /// Highest packet number received and when.
@@ -150,17 +149,12 @@ pub(crate) fn build_receipt(now: Timestamp, input: ReceiptInput<'_>) -> Receipt 
     let needs: Vec<(u64, u64)> = input
         .needs
         .iter()
+        .copied()
         .take(RECEIPT_MAX_NEEDS)
-        .map(|&(first, needed, _)| (first, needed))
         .collect();
     let mut covered_below = u64::MAX;
     if ranges.len() >= RECEIPT_MAX_RANGES {
         covered_below = info_end;
-    }
-    if needs.len() >= RECEIPT_MAX_NEEDS {
-        if let Some(&(first, _, k)) = input.needs.get(RECEIPT_MAX_NEEDS - 1) {
-            covered_below = covered_below.min(first + k as u64);
-        }
     }
     let covered_below = covered_below.min(input.resolved.end().max(cumulative) + 65_536);
     let (largest_packet, ack_delay_micros) = input
@@ -246,14 +240,6 @@ impl OutgoingRecord {
     /// Whether the peer has resolved `seq` (delivered or abandoned).
     pub(crate) fn is_resolved(&self, seq: u64) -> bool {
         seq < self.known_point || self.resolved.contains(seq)
-    }
-
-    /// How many of `range` the peer has resolved.
-    pub(crate) fn resolved_count(&self, range: Range<u64>) -> usize {
-        if range.end <= self.known_point {
-            return (range.end - range.start) as usize;
-        }
-        range.filter(|&s| self.is_resolved(s)).count()
     }
 
     /// The point below which the record is complete.
@@ -358,7 +344,6 @@ mod tests {
         let mut out = OutgoingRecord::default();
         out.apply(&receipt(3, vec![5..7]), 0);
         assert!(out.is_resolved(2) && !out.is_resolved(3) && out.is_resolved(6));
-        assert_eq!(out.resolved_count(0..8), 5);
         assert!(out.confirm_due);
         assert_eq!(out.known_point(), 3);
         assert_eq!(

@@ -57,8 +57,6 @@ pub struct DataPlaneStats {
     pub proactive_repairs_sent: u64,
     /// Reactive (fresh, requested) repair symbols sent.
     pub reactive_repairs_sent: u64,
-    /// Source symbols sent again because a group ran out of repair indices.
-    pub sources_resent: u64,
     /// Source symbols recovered by FEC decoding here.
     pub fec_recovered: u64,
     /// Source symbols received that were already known.

@@ -15,8 +15,6 @@ pub(crate) enum Timer {
     /// The next paced packet (data or repair) may leave: when the pacer
     /// allows and the window is open (or reopens as old packets expire).
     Pace,
-    /// The open FEC group closes by time.
-    GroupClose,
     /// A receipt is owed for what arrived: at once after two eliciting
     /// packets, otherwise the receipt interval after the first.
     ReceiptAck,
@@ -29,7 +27,8 @@ pub(crate) enum Timer {
     Confirm,
     /// Nothing sent for the keepalive interval.
     Keepalive,
-    /// A closed group no receipt has covered gets fresh repair.
+    /// The oldest unresolved source has gone a probe timeout without
+    /// news: fresh repair.
     Probe,
     /// A deadline segment in flight reaches its deadline: abandon it.
     MemberExpiry,
@@ -43,9 +42,8 @@ pub(crate) enum Timer {
 
 impl Timer {
     /// Every timer.
-    pub(crate) const ALL: [Timer; 12] = [
+    pub(crate) const ALL: [Timer; 11] = [
         Timer::Pace,
-        Timer::GroupClose,
         Timer::ReceiptAck,
         Timer::ReceiptFlood,
         Timer::Abandon,
@@ -68,6 +66,14 @@ impl DataPlane {
             + Duration::from_millis(10)
     }
 
+    /// From when the peer counts as silent for the window: packets that
+    /// would count as lost after it stay in flight (a peer that is gone, or
+    /// restarted without our session, closes the window instead of
+    /// absorbing everything sent).
+    pub(super) fn silent_from(&self) -> Timestamp {
+        self.last_heard_at + self.loss_timeout() * 2
+    }
+
     /// Two round trips: receipts are flooded several times per round trip,
     /// so a group with no news for this long has really lost its tail (a
     /// spurious timeout would resend what the peer holds).
@@ -85,14 +91,16 @@ impl DataPlane {
                 } else if self.window_open() {
                     Some(self.pacer.next_send_at())
                 } else {
+                    // The window reopens when the oldest packet expires, if
+                    // it expires while the peer is still heard from;
+                    // otherwise news of the peer wakes us.
                     self.flight
                         .oldest_sent_at()
-                        .map(|sent| (sent + self.loss_timeout()).max(self.pacer.next_send_at()))
+                        .map(|sent| sent + self.loss_timeout())
+                        .filter(|&expiry| expiry < self.silent_from())
+                        .map(|expiry| expiry.max(self.pacer.next_send_at()))
                 }
             }
-            Timer::GroupClose => self
-                .groups
-                .open_group_close_time(&self.config, !self.queue.reliable_is_empty()),
             Timer::ReceiptAck => {
                 if heard {
                     self.receipts.ack_due_at(self.config.receipt_interval)
@@ -128,8 +136,8 @@ impl DataPlane {
                 }
             }
             Timer::Keepalive => Some(self.last_sent_at + self.config.keepalive_interval),
-            Timer::Probe => self.groups.next_probe(self.probe_timeout()),
-            Timer::MemberExpiry => self.groups.next_member_expiry(),
+            Timer::Probe => self.window.next_probe(self.probe_timeout()),
+            Timer::MemberExpiry => self.window.next_expiry(),
             Timer::QueueExpiry => self.queue.next_expiry(),
             Timer::KeyRetire => self.keys.next_retirement(),
             Timer::ReorderRelease => self.receiver.next_release(self.reorder_hold()),

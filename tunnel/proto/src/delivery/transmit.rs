@@ -4,8 +4,8 @@
 //! the caller's buffer.
 
 use super::receipt::{self, CONFIRM_FRAME_MAX};
-use super::send::groups::RepairSent;
 use super::send::repair::RepairContext;
+use super::send::window::RepairSent;
 use super::timer::Timer;
 use super::DataPlane;
 use crate::crypto::aead::PROTECTION_OVERHEAD;
@@ -37,7 +37,7 @@ impl DataPlane {
     /// Whether the sequence space may grow: reliable segments wait while
     /// the oldest unresolved one is too far behind.
     pub(super) fn reliable_allowed(&self) -> bool {
-        self.groups.next_seq() - self.groups.lowest_unresolved()
+        self.window.next_seq() - self.window.lowest_unresolved()
             < self.config.max_unresolved_segments
     }
 
@@ -46,7 +46,7 @@ impl DataPlane {
     }
 
     pub(super) fn wants_to_send_paced(&self) -> bool {
-        self.groups.has_pending_repair() || self.has_new_data()
+        self.window.has_pending_repair() || self.has_new_data()
     }
 
     /// Appends the next frame carrying a symbol (repair first, then new
@@ -57,14 +57,14 @@ impl DataPlane {
         packet_number: u64,
         out: &mut Vec<u8>,
     ) -> bool {
-        if let Some(sent) = self
-            .groups
-            .next_repair_frame(now, packet_number, &self.outgoing, out)
+        let context = self.repair_context();
+        if let Some(sent) =
+            self.window
+                .next_repair_frame(now, packet_number, &self.outgoing, context, out)
         {
             match sent {
                 RepairSent::Proactive => self.stats.proactive_repairs_sent += 1,
                 RepairSent::Reactive => self.stats.reactive_repairs_sent += 1,
-                RepairSent::SourceResent => self.stats.sources_resent += 1,
             }
             return true;
         }
@@ -73,16 +73,9 @@ impl DataPlane {
             return false;
         };
         let context = self.repair_context();
-        let more_deadline = self.queue.has_deadline();
-        self.groups.add_source(
-            now,
-            packet_number,
-            segment,
-            &self.config,
-            context,
-            more_deadline,
-            out,
-        );
+        let more_queued = !self.queue.is_empty();
+        self.window
+            .add_source(now, segment, &self.config, context, more_queued, out);
         self.stats.segments_sent += 1;
         true
     }
@@ -147,7 +140,8 @@ impl DataPlane {
         buffer.resize(start + HEADER_LEN, 0);
         let body_start = buffer.len();
         let packet_number = self.keys.next_packet_number();
-        self.flight.expire(now, self.loss_timeout());
+        self.flight
+            .expire(now, self.loss_timeout(), self.silent_from());
         let paced =
             self.timer_due(Timer::Pace, now) && self.next_symbol_frame(now, packet_number, buffer);
         let max_body = self

@@ -3,8 +3,9 @@
 //! [`FrameError`], never panics.
 //!
 //! ```text
-//! DATA     0x01 seq:v group_index:u8 len:v symbol[len]
-//! REPAIR   0x02 group_first:v k:u8 index:u8 len:v shard[len]
+//! DATA     0x01 seq:v len:v symbol[len]
+//! REPAIR   0x02 first:v mask:u64 id:v len:v shard[len]   (sliding-window repair over
+//!               first + i for every bit i of mask; bit 0 set)
 //! RECEIPT  0x03 cumulative:v ranges confirmed_base:v abandoned_complete_below:v
 //!               abandoned-ranges needs covered_below:v largest_packet:v ack_delay_us:v
 //!               bytes_received:v loss_per_65536:v
@@ -12,7 +13,7 @@
 //! ABANDON  0x05 ranges                        (sender gave these up)
 //! PING     0x06                               (keepalive)
 //! ranges = count:v then (gap from previous end:v, length:v) per range
-//! needs  = count:v then (group_first:v, needed:v) per group
+//! needs  = count:v then (oldest_missing:v, needed:v): equations the receiver lacks
 //! symbol = flow:v class:u8 (0: flow_seq:v | 1: deadline_us:v created_us:v
 //!                           | 2: flow_seq:v created_us:v
 //!                           | 4: flow_seq:v | 6: flow_seq:v created_us:v) payload
@@ -21,7 +22,7 @@
 //! v = LEB128 varint of a u64
 //! ```
 
-use super::codec::{put_varint, CodecError, Reader};
+use super::codec::{put_u64, put_varint, CodecError, Reader};
 use std::ops::Range;
 use thiserror::Error;
 
@@ -70,7 +71,9 @@ pub struct Receipt {
     pub abandoned_complete_below: u64,
     /// Resolved-by-abandonment ranges (deadline segments given up).
     pub abandoned: Vec<Range<u64>>,
-    /// FEC groups still short: (first sequence number, symbols needed).
+    /// What decoding lacks: (oldest missing sequence number, repair
+    /// symbols it needs to recover every missing one it knows of). At most
+    /// one entry today; a list for later refinements.
     pub needs: Vec<(u64, u64)>,
     /// `ranges` and `needs` are complete below this sequence number (lists
     /// longer than a packet are cut; beyond the cut the receipt says
@@ -93,20 +96,19 @@ pub enum Frame<'a> {
     Data {
         /// Sequence number of the segment in the sender's space.
         seq: u64,
-        /// Position in its FEC group; the group starts at `seq - group_index`.
-        group_index: u8,
         /// The encoded [`Symbol`].
         symbol: &'a [u8],
     },
-    /// A Reed-Solomon repair symbol over a closed FEC group.
+    /// A sliding-window repair symbol: a random linear combination of the
+    /// source symbols its window names.
     Repair {
-        /// Sequence number of the group's first source symbol.
-        group_first: u64,
-        /// Number of source symbols in the group.
-        k: u8,
-        /// Which repair symbol (0 ..= 255 − k).
-        index: u8,
-        /// The repair shard.
+        /// The lowest sequence number covered.
+        first: u64,
+        /// Bit `i` covers `first + i` (bit 0 is set).
+        mask: u64,
+        /// The repair's id: its coefficients derive from it.
+        id: u64,
+        /// The combined shard.
         shard: &'a [u8],
     },
     /// The sender's receipt for what it received.
@@ -210,27 +212,22 @@ impl Frame<'_> {
     /// Appends the frame's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Frame::Data {
-                seq,
-                group_index,
-                symbol,
-            } => {
+            Frame::Data { seq, symbol } => {
                 out.push(FRAME_DATA);
                 put_varint(out, *seq);
-                out.push(*group_index);
                 put_varint(out, symbol.len() as u64);
                 out.extend_from_slice(symbol);
             }
             Frame::Repair {
-                group_first,
-                k,
-                index,
+                first,
+                mask,
+                id,
                 shard,
             } => {
                 out.push(FRAME_REPAIR);
-                put_varint(out, *group_first);
-                out.push(*k);
-                out.push(*index);
+                put_varint(out, *first);
+                put_u64(out, *mask);
+                put_varint(out, *id);
                 put_varint(out, shard.len() as u64);
                 out.extend_from_slice(shard);
             }
@@ -274,33 +271,29 @@ pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
         let frame = match kind {
             FRAME_DATA => {
                 let seq = reader.varint()?;
-                let group_index = reader.u8()?;
-                if u64::from(group_index) > seq {
-                    return Err(FrameError::OutOfRange);
-                }
                 let len = reader.varint()?;
                 Frame::Data {
                     seq,
-                    group_index,
                     symbol: reader.take_u64(len)?,
                 }
             }
             FRAME_REPAIR => {
-                let group_first = reader.varint()?;
-                let k = reader.u8()?;
-                let index = reader.u8()?;
-                if k == 0 || usize::from(k) + usize::from(index) > 255 {
+                let first = reader.varint()?;
+                let mask = reader.u64()?;
+                if mask & 1 == 0 || first.checked_add(63).is_none() {
                     return Err(FrameError::OutOfRange);
                 }
-                group_first
-                    .checked_add(u64::from(k))
-                    .ok_or(FrameError::OutOfRange)?;
+                let id = reader.varint()?;
                 let len = reader.varint()?;
+                let shard = reader.take_u64(len)?;
+                if shard.len() < 2 {
+                    return Err(FrameError::OutOfRange);
+                }
                 Frame::Repair {
-                    group_first,
-                    k,
-                    index,
-                    shard: reader.take_u64(len)?,
+                    first,
+                    mask,
+                    id,
+                    shard,
                 }
             }
             FRAME_RECEIPT => {
@@ -432,7 +425,7 @@ mod tests {
         }
 
         #[test]
-        fn round_trip(seq in 300u64.., gi in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..50),
+        fn round_trip(seq in 300u64..u64::MAX - 64, gi in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 2..50),
                       ranges in ranges_strategy(), abandoned in ranges_strategy(), point in any::<u64>(),
                       needs in proptest::collection::vec((any::<u64>(), any::<u64>()), 0..5)) {
             let receipt = Receipt {
@@ -449,8 +442,8 @@ mod tests {
                 loss_per_65536: 1234,
             };
             let frames = vec![
-                Frame::Data { seq, group_index: gi, symbol: &payload },
-                Frame::Repair { group_first: seq, k: 3, index: 7, shard: &payload },
+                Frame::Data { seq, symbol: &payload },
+                Frame::Repair { first: seq, mask: u64::from(gi) | 1, id: point, shard: &payload },
                 Frame::Receipt(receipt),
                 Frame::Confirm { point },
                 Frame::Abandon { ranges },
@@ -465,7 +458,7 @@ mod tests {
         fn mutated_frames_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..50), index in any::<usize>(), value in any::<u8>()) {
             let mut out = Vec::new();
             Frame::Receipt(Receipt { cumulative: 5, ranges: vec![7..9, 20..30], needs: vec![(5, 2)], ..Receipt::default() }).encode(&mut out);
-            Frame::Data { seq: 9, group_index: 1, symbol: &payload }.encode(&mut out);
+            Frame::Data { seq: 9, symbol: &payload }.encode(&mut out);
             let index = index % out.len();
             out[index] = value;
             let _ = parse_frames(&out);

@@ -4,25 +4,25 @@
 //! [`Receiver`] resolves each sequence number once — delivered (in order
 //! per flow for reliable segments, on time for deadline ones) or abandoned
 //! (late, or given up by the sender) — and keeps the incoming half of the
-//! bilateral record. Its parts: FEC reassembly ([`reassembly`]), per-flow
+//! bilateral record. Its parts: the sliding-window decoder
+//! ([`WindowDecoder`](super::fec::WindowDecoder)), per-flow
 //! ordering ([`reorder`]), the sender's clock ([`clock`]: deadlines and
 //! the added-delay measurement) and the loss
 //! meter ([`loss`], fed by the glue for every authentic packet).
 
 pub(crate) mod clock;
 pub(crate) mod loss;
-pub(crate) mod reassembly;
 pub(crate) mod reorder;
 
+use super::fec::{self, RepairOutcome, RepairWindow, WindowDecoder};
 use super::ranges::RangeSet;
 use super::receipt::{DirectionRecord, ReceiptInput, RECEIPT_MAX_NEEDS};
 use super::stats::DataPlaneStats;
-use super::{fec, FlowId};
+use super::FlowId;
 use crate::class::DeliveryClass;
 use crate::time::Timestamp;
 use crate::wire::frame::{Symbol, SymbolClass};
 use clock::SenderClock;
-use reassembly::{Decoded, RepairVerdict, RxGroups};
 use reorder::FlowReorder;
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -73,7 +73,7 @@ pub(crate) struct Receiver {
     resolved: RangeSet,
     /// Every number below is resolved.
     cumulative: u64,
-    groups: RxGroups,
+    decoder: WindowDecoder,
     flows: FlowReorder,
     clock: SenderClock,
     deliveries: VecDeque<Delivered>,
@@ -101,11 +101,9 @@ impl Receiver {
     }
 
     /// Whether a receipt still has something to say: resolution the peer
-    /// has not confirmed, holes, or groups short of symbols.
+    /// has not confirmed, or holes.
     pub(crate) fn receipt_unconfirmed(&self, peer_confirmed: u64) -> bool {
-        peer_confirmed < self.known_end()
-            || self.resolved.end() > self.cumulative
-            || self.groups.any_waiting(self.cumulative)
+        peer_confirmed < self.known_end() || self.resolved.end() > self.cumulative
     }
 
     /// What a receipt is built from (the glue adds the packet-level parts).
@@ -114,7 +112,7 @@ impl Receiver {
             cumulative: self.cumulative,
             resolved: &self.resolved,
             abandoned: &self.record.abandoned,
-            needs: self.groups.needs(self.cumulative, RECEIPT_MAX_NEEDS),
+            needs: self.needs(),
             peer_confirmed: 0,
             largest_received: None,
             bytes_received: 0,
@@ -122,26 +120,73 @@ impl Receiver {
         }
     }
 
-    /// A DATA frame: source symbol `index` of the group holding `seq`.
-    /// `direct` is false for a source decoded from repair. Returns whether
-    /// anything was resolved.
+    /// What decoding lacks, per span of holes (missing numbers within one
+    /// repair window of each other, oldest first): the span's first hole
+    /// and the equations it still needs (its holes less the equations held
+    /// for it).
+    fn needs(&self) -> Vec<(u64, u64)> {
+        let end = self.known_end();
+        let mut needs = Vec::new();
+        let mut span: Option<(u64, u64)> = None; // (first hole, holes)
+        let close = |span: (u64, u64), needs: &mut Vec<(u64, u64)>| {
+            let rows = self
+                .decoder
+                .rows_within(span.0..span.0.saturating_add(fec::MAX_WINDOW as u64))
+                as u64;
+            if span.1 > rows {
+                needs.push((span.0, span.1 - rows));
+            }
+        };
+        let mut at = self.cumulative;
+        for resolved in self
+            .resolved
+            .iter_from(self.cumulative)
+            .chain(std::iter::once(end..end))
+        {
+            for hole in at..resolved.start.min(end) {
+                match span {
+                    Some((first, holes)) if hole - first < fec::MAX_WINDOW as u64 => {
+                        span = Some((first, holes + 1));
+                    }
+                    _ => {
+                        if let Some(done) = span.take() {
+                            close(done, &mut needs);
+                            if needs.len() >= RECEIPT_MAX_NEEDS {
+                                return needs;
+                            }
+                        }
+                        span = Some((hole, 1));
+                    }
+                }
+            }
+            at = at.max(resolved.end);
+            if at >= end {
+                break;
+            }
+        }
+        if let Some(done) = span {
+            close(done, &mut needs);
+        }
+        needs.truncate(RECEIPT_MAX_NEEDS);
+        needs
+    }
+
+    /// A DATA frame: source symbol `seq`. Returns whether anything was
+    /// resolved.
     pub(crate) fn on_data(
         &mut self,
         now: Timestamp,
         seq: u64,
-        index: usize,
         symbol: &[u8],
         one_way: Option<Duration>,
         stats: &mut DataPlaneStats,
     ) -> bool {
-        let first = seq - index as u64;
-        if first.saturating_add(256) <= self.cumulative {
-            stats.redundant_sources += 1;
-            return false;
-        }
         let mut news = false;
         if self.is_known(seq) {
             stats.redundant_sources += 1;
+            if self.decoder.has_source(seq) {
+                return false;
+            }
         } else {
             match Symbol::parse(symbol) {
                 Ok(parsed) => {
@@ -154,69 +199,65 @@ impl Receiver {
                 }
             }
         }
-        self.groups.add_source(first, index, symbol);
-        news | self.decode(now, first, one_way, stats)
+        self.decoder.add_source(seq, fec::source_shard(symbol));
+        news | self.take_recovered(now, one_way, stats)
     }
 
-    /// A REPAIR frame for the group of `k` at `first`. Returns whether
-    /// anything was resolved.
+    /// A REPAIR frame over `window`, with id `id`. Returns whether anything
+    /// was resolved.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_repair(
         &mut self,
         now: Timestamp,
-        first: u64,
-        k: usize,
-        index: usize,
+        window: RepairWindow,
+        id: u64,
         shard: &[u8],
         one_way: Option<Duration>,
         stats: &mut DataPlaneStats,
     ) -> bool {
-        if first.saturating_add(k as u64) <= self.cumulative {
+        // A covered source resolved here but no longer kept cannot be
+        // subtracted: the repair is of no use (the sender covers holes only,
+        // so this happens only when a receipt crossed the repair).
+        if window
+            .seqs()
+            .any(|seq| self.is_known(seq) && !self.decoder.has_source(seq))
+        {
             stats.redundant_repairs += 1;
             return false;
         }
-        match self.groups.add_repair(first, k, index, shard) {
-            RepairVerdict::Malformed => {
-                stats.drops.malformed += 1;
-                false
-            }
-            RepairVerdict::Redundant => {
+        match self.decoder.add_repair(window, id, shard) {
+            Ok(RepairOutcome::Useful) => self.take_recovered(now, one_way, stats),
+            Ok(RepairOutcome::Redundant) | Err(fec::FecError::OutOfRange) => {
                 stats.redundant_repairs += 1;
                 false
             }
-            RepairVerdict::Held => self.decode(now, first, one_way, stats),
+            Err(fec::FecError::TooShort) => {
+                stats.drops.malformed += 1;
+                false
+            }
         }
     }
 
-    fn decode(
+    /// Resolves the sources the decoder recovered.
+    fn take_recovered(
         &mut self,
         now: Timestamp,
-        first: u64,
         one_way: Option<Duration>,
         stats: &mut DataPlaneStats,
     ) -> bool {
         let mut news = false;
-        match self.groups.try_decode(first) {
-            Decoded::Nothing => {}
-            Decoded::Failed => stats.drops.malformed += 1,
-            Decoded::Recovered(recovered) => {
-                for (i, shard) in recovered {
-                    let seq = first + i as u64;
-                    if self.is_known(seq) {
-                        continue;
-                    }
-                    let parsed = fec::symbol_of_shard(&shard)
-                        .ok()
-                        .and_then(|s| Symbol::parse(s).ok());
-                    match parsed {
-                        Some(symbol) => {
-                            stats.fec_recovered += 1;
-                            self.resolve(now, seq, symbol, false, one_way, stats);
-                            news = true;
-                        }
-                        None => stats.drops.malformed += 1,
-                    }
+        while let Some((seq, shard)) = self.decoder.poll_recovered() {
+            if self.is_known(seq) {
+                continue;
+            }
+            let parsed = fec::symbol_of_shard(&shard).and_then(|s| Symbol::parse(s).ok());
+            match parsed {
+                Some(symbol) => {
+                    stats.fec_recovered += 1;
+                    self.resolve(now, seq, symbol, false, one_way, stats);
+                    news = true;
                 }
+                None => stats.drops.malformed += 1,
             }
         }
         news
@@ -329,7 +370,7 @@ impl Receiver {
         if advanced != self.cumulative {
             self.cumulative = advanced;
             self.resolved.remove_below(advanced.saturating_sub(1));
-            self.groups.prune_below(self.cumulative);
+            self.decoder.resolved_below(advanced);
         }
     }
 
@@ -362,12 +403,12 @@ impl Receiver {
             }
             for gap in gaps {
                 self.record.abandoned.insert_range(gap.clone());
+                self.decoder.forget(gap.clone());
                 self.resolved.insert_range(gap);
                 news = true;
             }
         }
         self.advance_cumulative();
-        self.groups.prune_resolved(self.cumulative, &self.resolved);
         news
     }
 }

@@ -89,10 +89,12 @@ impl InFlight {
         Some(front)
     }
 
-    /// Counts packets older than `timeout` as gone from the window.
-    pub(crate) fn expire(&mut self, now: Timestamp, timeout: Duration) {
+    /// Counts packets older than `timeout` as gone from the window, those
+    /// whose time comes before `until` (when the peer falls silent).
+    pub(crate) fn expire(&mut self, now: Timestamp, timeout: Duration, until: Timestamp) {
         while let Some((_, packet)) = self.sent.get(self.expired) {
-            if packet.sent_at + timeout > now {
+            let expiry = packet.sent_at + timeout;
+            if expiry > now || expiry >= until {
                 break;
             }
             self.expired_serviced = self.expired_serviced.max(packet.cumulative_sent);
@@ -185,7 +187,7 @@ mod tests {
         let mut flight = InFlight::new(ms(0));
         flight.on_sent(0, ms(0), 500, false);
         flight.on_sent(1, ms(50), 500, false);
-        flight.expire(ms(120), Duration::from_millis(100));
+        flight.expire(ms(120), Duration::from_millis(100), ms(1000));
         assert_eq!(flight.bytes_in_flight(), 500);
         assert_eq!(flight.oldest_sent_at(), Some(ms(50)));
     }
@@ -194,7 +196,7 @@ mod tests {
     fn a_receipt_after_the_loss_timeout_still_samples_the_round_trip() {
         let mut flight = InFlight::new(ms(0));
         flight.on_sent(0, ms(0), 500, false);
-        flight.expire(ms(300), Duration::from_millis(150));
+        flight.expire(ms(300), Duration::from_millis(150), ms(1000));
         assert_eq!(flight.bytes_in_flight(), 0);
         let sample = flight.on_ack(ms(600), 0, Duration::ZERO, 1).unwrap();
         assert_eq!(sample.rtt, Duration::from_millis(600));

@@ -1,7 +1,7 @@
-//! The repair policy: how large FEC groups are, how many repair symbols a
-//! group gets proactively when it closes, and how many fresh ones when a
-//! receipt or a timer shows it still short. Pure functions of the measured
-//! loss, the group and the configuration.
+//! The repair policy: how much repair each kind of source earns as it goes
+//! out, how wide a window a repair covers, and how many fresh symbols to
+//! send when the receiver reports missing equations. Pure functions of the
+//! measured loss and the configuration.
 
 use crate::delivery::config::{DataPlaneConfig, LOSS_HARD_CAP};
 use crate::delivery::fec;
@@ -23,71 +23,9 @@ impl RepairContext {
     }
 }
 
-/// Source symbols a new group may hold: fewer at high loss, so that the
-/// expected repair plus a few rounds of fresh repair stay below GF(2^8)'s
-/// 256 symbols.
-pub(crate) fn group_size(config: &DataPlaneConfig, loss: Option<f64>, deadline: bool) -> usize {
-    let Some(p) = loss else {
-        return if deadline { 1 } else { 8 };
-    };
-    let by_loss = (0.7 * 255.0 * (1.0 - p)).floor() as usize;
-    let max = if deadline { 8 } else { config.fec_max_group };
-    by_loss.clamp(1, max.clamp(1, 128))
-}
-
-/// Repair symbols a group of `k` sources gets when it closes.
-///
-/// Deadline and segment-mode groups get enough that the group fails with
-/// probability at most their residual target under an upper estimate of
-/// the loss; stream groups about the expected loss (see [`GroupKind`]).
-pub(crate) fn proactive_repairs(
-    config: &DataPlaneConfig,
-    context: RepairContext,
-    k: usize,
-    kind: GroupKind,
-) -> u32 {
-    let measured = context.loss.unwrap_or(0.0);
-    match kind {
-        GroupKind::Deadline => {
-            let p = match context.loss {
-                None => config.deadline_loss_floor.max(0.3),
-                // An upper estimate: the measurement is noisy and a
-                // deadline group cannot wait for a second chance.
-                Some(p) => (p * 1.3 + 0.01).max(config.deadline_loss_floor),
-            }
-            .min(config.loss_cap());
-            repairs_for_residual(k, p, config.deadline_residual_target, 255 - k) as u32
-        }
-        GroupKind::Segment => {
-            // Enough that the group rarely needs a repair round trip: a
-            // group that waits for one holds the inner TCP's segments
-            // behind it, which it reads as congestion or reordering.
-            let p = (measured * 1.2 + 0.002).min(config.loss_cap());
-            let target = if context.tail {
-                config.reliable_residual_target / 10.0
-            } else {
-                config.reliable_residual_target
-            };
-            repairs_for_residual(k, p, target, 255 - k) as u32
-        }
-        GroupKind::Stream => {
-            // A stream keeps the sender busy, so a repair round trip costs
-            // it no throughput: send about the expected loss less a
-            // standard deviation, and leave the rest to fresh repair on
-            // request (surplus symbols are the only waste). With nothing
-            // queued behind, aim above the expected loss instead.
-            let expected = k as f64 * measured / (1.0 - measured);
-            let spread = (k as f64 * measured).sqrt() / (1.0 - measured);
-            let margin = if context.tail { 1.0 } else { -1.0 };
-            let repairs = (expected + margin * spread).round().max(0.0);
-            (repairs as usize).min(255 - k) as u32
-        }
-    }
-}
-
-/// What a group carries, which decides its proactive repair.
+/// What a source carries, which decides its proactive repair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum GroupKind {
+pub(crate) enum SourceKind {
     /// Deadline segments: no second chance.
     Deadline,
     /// Segment-mode TCP: a repair round trip shows in the inner TCP.
@@ -96,15 +34,73 @@ pub(crate) enum GroupKind {
     Stream,
 }
 
-/// Whether a group of `k` may still get a fresh repair symbol (otherwise
-/// it sends its unconfirmed sources again).
-pub(crate) fn has_fresh_repair(k: usize, next_repair_index: usize) -> bool {
-    k + next_repair_index < fec::MAX_SYMBOLS
+impl SourceKind {
+    /// Index into per-kind arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            SourceKind::Deadline => 0,
+            SourceKind::Segment => 1,
+            SourceKind::Stream => 2,
+        }
+    }
 }
 
-/// Smallest number of repair symbols such that a group of `k` sources
-/// fails (fewer than `k` of `k + r` arrive) with probability at most
-/// `target`, when each symbol is lost independently with probability `p`.
+/// Live deadline sources a repair is expected to cover: the stream's
+/// datagrams within one deadline, for typical game and voice rates.
+const DEADLINE_WINDOW: usize = 3;
+
+/// Repair symbols each source of `kind` earns.
+///
+/// - A stream keeps the sender busy, so a repair round trip costs it no
+///   throughput: a little below the expected loss, the rest on request
+///   (surplus symbols are the only waste).
+/// - Segment-mode TCP: above the expected loss by
+///   [`DataPlaneConfig::segment_repair_factor`], so that equations outrun
+///   losses and a hole is filled within a few packets, inside the
+///   receiver's reorder hold.
+/// - Deadline traffic cannot wait: enough that a window of live datagrams
+///   fails with probability at most the residual target under an upper
+///   estimate of the loss.
+pub(crate) fn proactive_rate(
+    config: &DataPlaneConfig,
+    context: RepairContext,
+    kind: SourceKind,
+) -> f64 {
+    let measured = context.loss.unwrap_or(0.0);
+    match kind {
+        SourceKind::Stream => 0.8 * measured / (1.0 - measured),
+        SourceKind::Segment => {
+            let p = (measured * 1.1 + 0.002).min(config.loss_cap());
+            config.segment_repair_factor * p / (1.0 - p)
+        }
+        SourceKind::Deadline => {
+            let p = match context.loss {
+                None => config.deadline_loss_floor.max(0.3),
+                // An upper estimate: the measurement is noisy and a
+                // deadline datagram cannot wait for a second chance.
+                Some(p) => (p * 1.3 + 0.01).max(config.deadline_loss_floor),
+            }
+            .min(config.loss_cap());
+            let k = DEADLINE_WINDOW;
+            repairs_for_residual(k, p, config.deadline_residual_target, 255 - k) as f64 / k as f64
+        }
+    }
+}
+
+/// How many recent sequence numbers a proactive repair of `kind` reaches
+/// back: a few repair intervals, so that every source is covered by
+/// several repairs, within one window.
+pub(crate) fn proactive_span(context: RepairContext, kind: SourceKind) -> u64 {
+    if kind == SourceKind::Deadline {
+        return fec::MAX_WINDOW as u64;
+    }
+    let p = context.loss.unwrap_or(0.0).max(1.0 / 64.0);
+    ((3.0 / p).ceil() as u64).clamp(8, fec::MAX_WINDOW as u64)
+}
+
+/// Smallest number of repair symbols such that `k` sources fail (fewer than
+/// `k` of `k + r` arrive) with probability at most `target`, when each
+/// symbol is lost independently with probability `p`.
 pub(crate) fn repairs_for_residual(k: usize, p: f64, target: f64, max: usize) -> usize {
     let p = p.clamp(0.0, LOSS_HARD_CAP);
     if p <= 0.0 {
@@ -141,35 +137,26 @@ mod tests {
     }
 
     #[test]
-    fn groups_shrink_at_high_loss_and_start_small() {
+    fn rates_follow_the_loss_and_the_kind() {
         let config = DataPlaneConfig::default();
-        assert_eq!(group_size(&config, None, false), 8);
-        assert_eq!(group_size(&config, None, true), 1);
-        assert_eq!(group_size(&config, Some(0.0), false), 64);
-        assert!(group_size(&config, Some(0.9), false) < 20);
-        assert_eq!(group_size(&config, Some(0.0), true), 8);
-    }
-
-    #[test]
-    fn reliable_groups_get_about_the_expected_loss() {
-        let config = DataPlaneConfig::default();
-        let steady = RepairContext {
-            loss: Some(0.1),
+        let at = |loss: f64| RepairContext {
+            loss: Some(loss),
             tail: false,
         };
-        let tail = RepairContext {
-            loss: Some(0.1),
-            tail: true,
-        };
-        let r = proactive_repairs(&config, steady, 64, GroupKind::Segment);
-        assert!((8..=20).contains(&r), "{r}");
-        assert!(proactive_repairs(&config, tail, 64, GroupKind::Segment) > r);
-        let clean = RepairContext {
-            loss: Some(0.0),
-            tail: false,
-        };
-        assert!(proactive_repairs(&config, clean, 64, GroupKind::Segment) <= 1);
-        let stream = proactive_repairs(&config, steady, 64, GroupKind::Stream);
-        assert!((3..=8).contains(&stream), "{stream}");
+        let expected = 0.1 / 0.9;
+        let stream = proactive_rate(&config, at(0.1), SourceKind::Stream);
+        let segment = proactive_rate(&config, at(0.1), SourceKind::Segment);
+        assert!(stream < expected && stream > expected / 2.0, "{stream}");
+        assert!(segment > expected, "{segment}");
+        assert_eq!(proactive_rate(&config, at(0.0), SourceKind::Stream), 0.0);
+        assert!(
+            proactive_rate(&config, at(0.3), SourceKind::Deadline)
+                > proactive_rate(&config, at(0.05), SourceKind::Deadline)
+        );
+        assert!(proactive_span(at(0.1), SourceKind::Segment) >= 8);
+        assert_eq!(
+            proactive_span(at(0.001), SourceKind::Stream),
+            fec::MAX_WINDOW as u64
+        );
     }
 }

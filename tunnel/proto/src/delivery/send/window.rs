@@ -1,0 +1,357 @@
+//! The sending side's sliding window: every source symbol the peer has not
+//! yet resolved, kept for repair, with the sender's sequence space; the
+//! proactive repair each class earns as its sources go out; fresh repair
+//! when the receiver reports missing equations or the probe timer fires;
+//! and the DATA and REPAIR frames.
+//!
+//! A proactive repair covers up to [`fec::MAX_WINDOW`] recent unresolved
+//! sources of one kind (see [`SourceKind`]); a fresh (reactive) repair
+//! covers only the holes the latest receipt shows (missing below what it
+//! reports received), so the receiver needs none of the sources around
+//! them, however old.
+
+use super::queue::QueuedSegment;
+use super::repair::{self, RepairContext, SourceKind};
+use crate::delivery::config::DataPlaneConfig;
+use crate::delivery::fec::{self, RepairWindow};
+use crate::delivery::receipt::OutgoingRecord;
+use crate::time::Timestamp;
+use crate::wire::frame::{Frame, Symbol, SymbolClass};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+struct TxSource {
+    shard: Vec<u8>,
+    kind: SourceKind,
+    expires_at: Option<Timestamp>,
+    /// The source's expiry has been acted on (abandoned if unresolved).
+    expiry_handled: bool,
+    /// When a symbol carrying or covering it last went out.
+    last_sent_at: Timestamp,
+}
+
+impl TxSource {
+    /// Still worth repairing at `now`: not past its deadline.
+    fn alive_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// What [`TxWindow::next_repair_frame`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RepairSent {
+    /// A repair symbol earned by the sources sent.
+    Proactive,
+    /// A fresh repair symbol a receipt or the probe timer asked for.
+    Reactive,
+}
+
+/// The sources in flight and the repair owed.
+pub(crate) struct TxWindow {
+    sources: BTreeMap<u64, TxSource>,
+    next_seq: u64,
+    next_repair_id: u64,
+    /// Proactive repair owed per kind, in symbols (fractional).
+    credit: [f64; 3],
+    /// Fresh repair owed: per span of holes, where it starts and how many
+    /// symbols.
+    reactive: Vec<(u64, u32)>,
+    /// A receipt may ask for more only once it shows this packet.
+    reactive_gate: u64,
+    /// The latest receipt reported everything below this either received
+    /// or missing: unresolved sources below it are holes.
+    receipt_high: u64,
+}
+
+impl TxWindow {
+    pub(crate) fn new() -> Self {
+        TxWindow {
+            sources: BTreeMap::new(),
+            next_seq: 0,
+            next_repair_id: 0,
+            credit: [0.0; 3],
+            reactive: Vec::new(),
+            reactive_gate: 0,
+            receipt_high: 0,
+        }
+    }
+
+    /// The next sequence number to use.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether no source is in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// The lowest sequence number not yet resolved at the peer.
+    pub(crate) fn lowest_unresolved(&self) -> u64 {
+        self.sources.keys().next().copied().unwrap_or(self.next_seq)
+    }
+
+    /// Whether repair waits to go out.
+    pub(crate) fn has_pending_repair(&self) -> bool {
+        !self.reactive.is_empty() || self.credit.iter().any(|&c| c >= 1.0)
+    }
+
+    /// Gives `segment` the next sequence number, appends its DATA frame to
+    /// `out`, and earns its kind's proactive repair. With nothing queued
+    /// behind (`more_queued` false) owed repair is rounded up, so the tail
+    /// of a burst is covered at once.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_source(
+        &mut self,
+        now: Timestamp,
+        segment: QueuedSegment,
+        config: &DataPlaneConfig,
+        context: RepairContext,
+        more_queued: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let kind = match segment.class {
+            SymbolClass::Deadline { .. } => SourceKind::Deadline,
+            SymbolClass::Reliable {
+                bounded_hold: true, ..
+            } => SourceKind::Segment,
+            SymbolClass::Reliable { .. } => SourceKind::Stream,
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut symbol = Vec::with_capacity(segment.payload.len() + Symbol::MAX_OVERHEAD);
+        Symbol {
+            flow: segment.flow,
+            class: segment.class,
+            payload: &segment.payload,
+        }
+        .encode(&mut symbol);
+        Frame::Data {
+            seq,
+            symbol: &symbol,
+        }
+        .encode(out);
+        self.sources.insert(
+            seq,
+            TxSource {
+                shard: fec::source_shard(&symbol),
+                kind,
+                expires_at: segment.expires_at,
+                expiry_handled: false,
+                last_sent_at: now,
+            },
+        );
+        let credit = &mut self.credit[kind.index()];
+        *credit += repair::proactive_rate(config, context, kind);
+        if !more_queued && *credit > 0.05 && kind != SourceKind::Deadline {
+            *credit = credit.max(1.0);
+        }
+    }
+
+    /// The unresolved sources of `kind` (any kind if `None`) alive at
+    /// `now`, from `from` on, at most one window's worth.
+    fn window_from(
+        &self,
+        range: std::ops::Range<u64>,
+        kind: Option<SourceKind>,
+        now: Timestamp,
+        outgoing: &OutgoingRecord,
+    ) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        if range.start >= range.end {
+            return seqs;
+        }
+        for (&seq, source) in self.sources.range(range) {
+            if seqs
+                .first()
+                .is_some_and(|&f: &u64| seq - f >= fec::MAX_WINDOW as u64)
+            {
+                break;
+            }
+            if kind.is_some_and(|k| k != source.kind)
+                || !source.alive_at(now)
+                || outgoing.is_resolved(seq)
+            {
+                continue;
+            }
+            seqs.push(seq);
+        }
+        seqs
+    }
+
+    /// The recent window a proactive repair of `kind` covers: the last
+    /// unresolved sources of that kind within `span` sequence numbers.
+    fn recent_window(
+        &self,
+        kind: SourceKind,
+        span: u64,
+        now: Timestamp,
+        outgoing: &OutgoingRecord,
+    ) -> Vec<u64> {
+        let from = self
+            .next_seq
+            .saturating_sub(span.min(fec::MAX_WINDOW as u64));
+        self.window_from(from..self.next_seq, Some(kind), now, outgoing)
+    }
+
+    fn write_repair(&mut self, now: Timestamp, seqs: &[u64], out: &mut Vec<u8>) -> bool {
+        let Some(window) = RepairWindow::from_seqs(seqs) else {
+            return false;
+        };
+        let id = self.next_repair_id;
+        self.next_repair_id += 1;
+        let sources: Vec<(u64, &[u8])> = seqs
+            .iter()
+            .filter_map(|seq| self.sources.get(seq).map(|s| (*seq, s.shard.as_slice())))
+            .collect();
+        let shard = fec::encode_repair(id, &sources);
+        Frame::Repair {
+            first: window.first,
+            mask: window.mask,
+            id,
+            shard: &shard,
+        }
+        .encode(out);
+        for seq in seqs {
+            if let Some(source) = self.sources.get_mut(seq) {
+                source.last_sent_at = now;
+            }
+        }
+        true
+    }
+
+    /// Appends the next repair frame owed (fresh repair over the holes,
+    /// then proactive repair) to `out`.
+    pub(crate) fn next_repair_frame(
+        &mut self,
+        now: Timestamp,
+        packet_number: u64,
+        outgoing: &OutgoingRecord,
+        context: RepairContext,
+        out: &mut Vec<u8>,
+    ) -> Option<RepairSent> {
+        while let Some((first, count)) = self.reactive.first_mut() {
+            let first = *first;
+            *count -= 1;
+            if *count == 0 {
+                self.reactive.remove(0);
+            }
+            self.reactive_gate = packet_number;
+            let end = self
+                .receipt_high
+                .min(first.saturating_add(fec::MAX_WINDOW as u64));
+            let holes = self.window_from(first..end, None, now, outgoing);
+            if self.write_repair(now, &holes, out) {
+                return Some(RepairSent::Reactive);
+            }
+        }
+        for kind in [
+            SourceKind::Deadline,
+            SourceKind::Segment,
+            SourceKind::Stream,
+        ] {
+            if self.credit[kind.index()] < 1.0 {
+                continue;
+            }
+            self.credit[kind.index()] -= 1.0;
+            let span = repair::proactive_span(context, kind);
+            let seqs = self.recent_window(kind, span, now, outgoing);
+            if self.write_repair(now, &seqs, out) {
+                return Some(RepairSent::Proactive);
+            }
+            self.credit[kind.index()] = 0.0;
+        }
+        None
+    }
+
+    /// A receipt moved the peer's record: forget the sources it resolved,
+    /// note where its knowledge ends, and owe fresh repair for the
+    /// equations it says it lacks, once it shows the last fresh repair sent.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_receipt(
+        &mut self,
+        receipt_high: u64,
+        largest_packet: u64,
+        covered_below: u64,
+        needs: &[(u64, u64)],
+        outgoing: &OutgoingRecord,
+        config: &DataPlaneConfig,
+        context: RepairContext,
+    ) {
+        self.sources.retain(|&seq, _| !outgoing.is_resolved(seq));
+        self.receipt_high = self.receipt_high.max(receipt_high.min(covered_below));
+        if largest_packet < self.reactive_gate || !self.reactive.is_empty() {
+            return;
+        }
+        self.reactive = needs
+            .iter()
+            .filter(|&&(first, needed)| needed > 0 && first < covered_below)
+            .map(|&(first, needed)| {
+                (
+                    first,
+                    config.reactive_repair_count(needed, context.loss_factor(), context.tail),
+                )
+            })
+            .collect();
+    }
+
+    /// The timers of the window: abandon deadline sources whose time is up
+    /// (announced to the peer through `outgoing`), and owe fresh repair
+    /// when the oldest live source has gone `probe_timeout`
+    /// without news.
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Timestamp,
+        probe_timeout: Duration,
+        outgoing: &mut OutgoingRecord,
+        config: &DataPlaneConfig,
+        context: RepairContext,
+    ) {
+        for (&seq, source) in &mut self.sources {
+            if source.expiry_handled || source.alive_at(now) {
+                continue;
+            }
+            source.expiry_handled = true;
+            if !outgoing.is_resolved(seq) {
+                outgoing.abandon(seq);
+            }
+        }
+        if self.has_pending_repair() {
+            return;
+        }
+        let Some((&oldest, source)) = self.sources.iter_mut().find(|(_, s)| !s.expiry_handled)
+        else {
+            return;
+        };
+        if now < source.last_sent_at + probe_timeout {
+            return;
+        }
+        source.last_sent_at = now;
+        // No news for a probe timeout: whatever was sent up to now is lost
+        // or its receipts are, so treat it all as holes.
+        self.receipt_high = self.receipt_high.max(self.next_seq);
+        let count = config.reactive_repair_count(1, context.loss_factor(), context.tail);
+        self.reactive = vec![(oldest, count)];
+    }
+
+    /// When the probe timer fires: the oldest live unresolved source's
+    /// last transmission plus `probe_timeout`.
+    pub(crate) fn next_probe(&self, probe_timeout: Duration) -> Option<Timestamp> {
+        if self.has_pending_repair() {
+            return None;
+        }
+        self.sources
+            .values()
+            .find(|s| !s.expiry_handled)
+            .map(|s| s.last_sent_at + probe_timeout)
+    }
+
+    /// When the next unresolved deadline source expires.
+    pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
+        self.sources
+            .values()
+            .filter(|s| !s.expiry_handled)
+            .filter_map(|s| s.expires_at)
+            .min()
+    }
+}
