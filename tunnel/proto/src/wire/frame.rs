@@ -443,7 +443,7 @@ mod tests {
             };
             let frames = vec![
                 Frame::Data { seq, symbol: &payload },
-                Frame::Repair { first: seq, mask: u64::from(gi) | 1, id: point, shard: &payload },
+                Frame::Repair { first: seq, mask: gi | 1, id: point, shard: &payload },
                 Frame::Receipt(receipt),
                 Frame::Confirm { point },
                 Frame::Abandon { ranges },
