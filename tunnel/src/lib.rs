@@ -5,4 +5,5 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod keys;
+pub mod split;
 pub mod units;

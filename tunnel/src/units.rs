@@ -41,9 +41,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Write a duration the way the config file would (`50ms`, `1s`, `1.5s`).
 pub fn format_duration(duration: Duration) -> String {
     let micros = duration.as_micros();
-    if micros % 1_000_000 == 0 {
+    if micros.is_multiple_of(1_000_000) {
         format!("{}s", micros / 1_000_000)
-    } else if micros % 1_000 == 0 {
+    } else if micros.is_multiple_of(1_000) {
         let ms = micros / 1_000;
         if ms >= 1_000 {
             format!("{}s", duration.as_secs_f64())
@@ -67,7 +67,7 @@ impl fmt::Display for BitsPerSecond {
             ("mbit", 1_000_000),
             ("kbit", 1_000),
         ] {
-            if bits >= scale && bits % (scale / 1000).max(1) == 0 {
+            if bits >= scale && bits.is_multiple_of((scale / 1000).max(1)) {
                 let value = bits as f64 / scale as f64;
                 return write!(f, "{value}{unit}");
             }

@@ -891,15 +891,13 @@ impl SplitEngine {
                 self.active.push_back(key);
             }
         }
-        // The local end is gone.
+        // The local end is gone. Gracefully when both FINs and the last ACK
+        // went through (LAST-ACK → CLOSED): what the socket still holds is
+        // readable, and the stream ends once it has been sent.
+        let graceful = stream.local_fin && stream.closed_tx;
         match state {
-            State::Closed if stream.local_fin && stream.closed_tx => {
-                // Both FINs and the last ACK went through (LAST-ACK →
-                // CLOSED); what the socket still holds is readable.
-                if stream.fin_sent {
-                    self.finish_stream(key);
-                }
-            }
+            State::Closed if graceful && stream.fin_sent => self.finish_stream(key),
+            State::Closed if graceful => {}
             State::Closed => {
                 // Closed without both FINs: the local TCP reset it (or
                 // smoltcp gave up on it).

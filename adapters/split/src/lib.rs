@@ -55,7 +55,7 @@
 //! # Modules
 //! - [`wire`]: the stream messages (OPEN, DATA, FIN, RST, CREDIT) and the
 //!   flow ids they travel under.
-//! - [`engine`]: [`SplitEngine`].
+//! - [`engine`]: the [`SplitEngine`].
 
 mod device;
 pub mod engine;
