@@ -20,7 +20,7 @@
 //!                                        # (RUST_LOG, when set, wins)
 //! tcp_mode = "segment"                   # optional: "segment" (default) or "split"
 //! split_max_streams = 4096               # optional: split connections at once, per peer
-//! split_window_cap = "8MiB"              # optional: largest stream window (buffer) each way
+//! split_window_cap = "16MiB"             # optional: largest stream window (buffer) each way
 //!
 //! [[peer]]
 //! public_key = "base64 of 32 bytes"
@@ -71,7 +71,7 @@ pub const DEFAULT_SPLIT_MAX_STREAMS: usize = 4096;
 /// Most split connections per peer a config may ask for.
 pub const MAX_SPLIT_MAX_STREAMS: usize = 65_536;
 /// Largest stream window when the config gives none.
-pub const DEFAULT_SPLIT_WINDOW_CAP: u64 = 8 << 20;
+pub const DEFAULT_SPLIT_WINDOW_CAP: u64 = 16 << 20;
 /// Bounds of `split_window_cap`: at least the initial credit, at most 1 GiB.
 pub const SPLIT_WINDOW_CAP_RANGE: (u64, u64) = (256 << 10, 1 << 30);
 /// Linux IFNAMSIZ − 1.

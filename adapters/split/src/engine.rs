@@ -51,9 +51,14 @@ pub struct SplitConfig {
     /// hop is sub-millisecond, so this need not cover the tunnel's BDP).
     pub socket_buffer: usize,
     /// Largest stream window (credit beyond what entered the local
-    /// socket), bytes. The window is 2 × the session's bandwidth-delay
-    /// product, at least [`INITIAL_CREDIT`], at most this.
+    /// socket), bytes. The window is [`WINDOW_BDP_FACTOR`] × the session's
+    /// bandwidth-delay product, at least [`INITIAL_CREDIT`], at most this.
     pub max_window: u64,
+    /// Most bytes all streams together may be owed by the peer (credit
+    /// granted beyond what entered the local sockets): what the engine
+    /// buffers at worst, beyond each stream's [`INITIAL_CREDIT`]. Grants
+    /// shrink when it is reached.
+    pub max_buffered: u64,
     /// A far-side connect that gets no answer for this long resets the
     /// stream (RST(timeout)).
     pub connect_timeout: Duration,
@@ -73,7 +78,8 @@ impl Default for SplitConfig {
             mtu: 1340,
             max_streams: 4096,
             socket_buffer: 128 * 1024,
-            max_window: 8 * 1024 * 1024,
+            max_window: 16 * 1024 * 1024,
+            max_buffered: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             close_linger: Duration::from_secs(30),
@@ -211,6 +217,16 @@ impl Stream {
     }
 }
 
+/// The stream window in bandwidth-delay products of the session. A
+/// stream's credit comes back only after its bytes were delivered *in
+/// order* and written into the far socket; under loss, a lost segment holds
+/// the ones behind it until tgp repairs it (typically another round trip),
+/// and the credit itself may wait for a repair on the way back. Measured on
+/// 20 Mbit/s, 100 ms RTT with iperf3: at 10 % loss, 2 × BDP gave 10 Mbit/s,
+/// 8 × BDP 15.4, 16 × BDP 15.0; so 8 (the window only fills when the
+/// reader is slower than the tunnel).
+pub const WINDOW_BDP_FACTOR: f64 = 8.0;
+
 /// Ceiling on lanes searched for a free one per new stream.
 const LANE_SEARCH: usize = 64;
 
@@ -236,6 +252,9 @@ pub struct SplitEngine {
     active: VecDeque<StreamKey>,
     head_credited: bool,
     window: u64,
+    /// Credit granted to the peer beyond what entered the local sockets,
+    /// over all streams (recounted each service pass).
+    owed: u64,
     stats: SplitStats,
     dirty: bool,
     now: Timestamp,
@@ -346,6 +365,7 @@ impl SplitEngine {
             opens: VecDeque::new(),
             active: VecDeque::new(),
             head_credited: false,
+            owed: 0,
             dirty: false,
             now,
             next_idle_check: None,
@@ -354,11 +374,11 @@ impl SplitEngine {
     }
 
     /// Tells the engine the session's pacing rate and round-trip time; the
-    /// stream window becomes 2 × their product, within
+    /// stream window becomes [`WINDOW_BDP_FACTOR`] × their product, within
     /// [`INITIAL_CREDIT`]..=`max_window`. Affects credit granted from now on.
     pub fn set_path(&mut self, rate_bits_per_second: u64, rtt: Duration) {
         let bdp = rate_bits_per_second as f64 / 8.0 * rtt.as_secs_f64();
-        let window = (2.0 * bdp) as u64;
+        let window = (WINDOW_BDP_FACTOR * bdp) as u64;
         self.window = window.clamp(INITIAL_CREDIT, self.config.max_window.max(INITIAL_CREDIT));
         self.stats.window = self.window;
     }
@@ -791,6 +811,11 @@ impl SplitEngine {
         let mut keys = std::mem::take(&mut self.scratch);
         keys.clear();
         keys.extend(self.streams.keys().copied());
+        self.owed = self
+            .streams
+            .values()
+            .map(|s| s.granted.saturating_sub(s.written))
+            .sum();
         let mut again = false;
         for key in &keys {
             again |= self.service_stream(*key);
@@ -860,6 +885,7 @@ impl SplitEngine {
                 stream.written += n as u64;
                 stream.last_activity = now;
                 self.stats.buffered_bytes = self.stats.buffered_bytes.saturating_sub(n);
+                self.owed = self.owed.saturating_sub(n as u64);
                 again = true;
             }
         }
@@ -868,10 +894,14 @@ impl SplitEngine {
             stream.closed_tx = true;
             again = true;
         }
-        // Credit: the peer may send a window beyond what the socket took.
+        // Credit: the peer may send a window beyond what the socket took,
+        // as far as the engine-wide budget allows.
         if !stream.fin_received {
-            let want = stream.written + window;
+            let owed = stream.granted.saturating_sub(stream.written);
+            let budget_left = self.config.max_buffered.saturating_sub(self.owed);
+            let want = stream.written + window.min(owed + budget_left).max(INITIAL_CREDIT);
             if want > stream.granted && want - stream.granted >= (window / 8).max(16 * 1024) {
+                self.owed += want - stream.granted;
                 stream.granted = want;
                 let message = Message::Credit {
                     id: key.id,

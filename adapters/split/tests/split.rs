@@ -219,8 +219,8 @@ fn slow_reader_bounds_buffers_and_blocks_the_sender() {
         max_in_flight = max_in_flight.max(in_flight);
         false
     });
-    // The window is INITIAL_CREDIT at this path (2 x 100 kB BDP < 256 kB).
-    let window = INITIAL_CREDIT as usize;
+    let window = p.far.stats().window as usize;
+    assert!(window >= INITIAL_CREDIT as usize);
     assert!(
         max_buffered <= window + 2000,
         "far engine buffered {max_buffered} bytes (window {window})"
@@ -469,4 +469,40 @@ mod untrusted {
             }
         }
     }
+}
+
+#[test]
+fn the_engine_wide_budget_limits_what_slow_readers_hold() {
+    // Four slow readers; a budget of 1 MiB over all streams.
+    let far = SplitConfig {
+        max_buffered: 1 << 20,
+        ..SplitConfig::default()
+    };
+    let mut p = Pair::with_config(SplitConfig::default(), far);
+    p.far.set_path(200_000_000, Duration::from_millis(40)); // window 8 MB
+    let mut apps = Vec::new();
+    for i in 0..4u16 {
+        let listener = p.server.listen(80);
+        let c = p.connect(SERVER_V4, 80, 47000 + i);
+        let mut client = App::new(c, pattern(u64::from(i), 4_000_000));
+        client.close_after_write = false;
+        let mut server = App::new(listener, Vec::new());
+        server.close_after_write = false;
+        server.read_limit_per_step = 10;
+        apps.push((client, server));
+    }
+    let mut max_buffered = 0;
+    p.run_until(5000, |p| {
+        for (client, server) in &mut apps {
+            client.pump(&mut p.client);
+            server.pump(&mut p.server);
+        }
+        max_buffered = max_buffered.max(p.far.stats().buffered_bytes);
+        false
+    });
+    // At most the budget plus one grant step, and each stream's initial
+    // credit may exceed it.
+    let bound = (1 << 20) + 4 * INITIAL_CREDIT as usize;
+    assert!(max_buffered <= bound, "buffered {max_buffered} > {bound}");
+    assert!(max_buffered > 0);
 }
