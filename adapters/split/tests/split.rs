@@ -236,7 +236,8 @@ fn slow_reader_bounds_buffers_and_blocks_the_sender() {
         server.received.len()
     );
     assert!(!p.client.socket(c).can_send(), "the sender is not blocked");
-    assert!(max_in_flight <= 60_000, "{max_in_flight} bytes in flight");
+    // The channel holds its 20 ms delay plus a 20 ms burst of its rate.
+    assert!(max_in_flight <= 101_300, "{max_in_flight} bytes in flight");
     // Now read fast: everything arrives intact.
     server.read_limit_per_step = usize::MAX;
     let done = p.run_until(30_000, |p| {
