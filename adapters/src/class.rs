@@ -177,7 +177,8 @@ impl ClassRule {
 /// The class of packets no rule matches, per protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClassDefaults {
-    /// TCP: [`DeliveryClass::Reliable`].
+    /// TCP: [`DeliveryClass::Segment`] (reliable; the inner TCP puts its
+    /// segments back in order, so a hole holds a flow only briefly).
     pub tcp: DeliveryClass,
     /// UDP: deadline [`DEFAULT_UDP_DEADLINE`].
     pub udp: DeliveryClass,
@@ -190,7 +191,7 @@ pub struct ClassDefaults {
 impl Default for ClassDefaults {
     fn default() -> Self {
         ClassDefaults {
-            tcp: DeliveryClass::Reliable,
+            tcp: DeliveryClass::Segment,
             udp: DeliveryClass::Deadline(DEFAULT_UDP_DEADLINE),
             icmp: DeliveryClass::Deadline(DEFAULT_ICMP_DEADLINE),
             other: DeliveryClass::Deadline(DEFAULT_OTHER_DEADLINE),
@@ -250,7 +251,7 @@ mod tests {
         let udp = parse(&udp_v6(V6_A, V6_B, 1, 2, b"x")).unwrap();
         let icmp4 = parse(&icmp_echo_v4(A, B)).unwrap();
         let icmp6 = parse(&icmp_echo_v6(V6_A, V6_B)).unwrap();
-        assert_eq!(rules.classify(&tcp), DeliveryClass::Reliable);
+        assert_eq!(rules.classify(&tcp), DeliveryClass::Segment);
         assert_eq!(rules.classify(&udp), ms(100));
         assert_eq!(rules.classify(&icmp4), ms(1000));
         assert_eq!(rules.classify(&icmp6), ms(1000));
@@ -277,7 +278,7 @@ mod tests {
         assert_eq!(rules.classify(&to_port), ms(50));
         assert_eq!(rules.classify(&from_port), ms(50));
         assert_eq!(rules.classify(&other), DeliveryClass::Reliable);
-        assert_eq!(rules.classify(&tcp), DeliveryClass::Reliable);
+        assert_eq!(rules.classify(&tcp), DeliveryClass::Segment);
     }
 
     #[test]

@@ -34,5 +34,5 @@ pub use ipnet::IpNet;
 pub use mss::{clamp_tcp_mss, mss_for_mtu};
 pub use packet::{
     parse, FlowKey, IpVersion, PacketSummary, ParseError, Ports, TransportProtocol,
-    IP_PROTO_ICMPV4, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP,
+    IP_PROTO_ICMPV4, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP, SEGMENT_FLOW_MASK,
 };

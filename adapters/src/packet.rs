@@ -98,6 +98,10 @@ pub struct Ports {
     pub dst: u16,
 }
 
+/// Segment-mode flow ids ([`FlowKey::id`]) keep to these bits; the top bit
+/// marks split-mode stream messages (tgp-split's `STREAM_FLOW_BIT`).
+pub const SEGMENT_FLOW_MASK: u64 = !(1 << 63);
+
 /// The 5-tuple that names a flow, in one direction.
 ///
 /// Packets without ports (ICMP, other protocols, and every IP fragment,
@@ -124,6 +128,10 @@ impl FlowKey {
     /// build and platform (unlike `std`'s hasher), so ids can be logged and
     /// compared across hosts. Not collision-resistant against an adversary;
     /// it is a label, not a security boundary.
+    ///
+    /// The top bit is always clear: flow ids with it set
+    /// ([`SEGMENT_FLOW_MASK`]'s complement) carry split-mode stream
+    /// messages, not IP packets.
     pub fn id(&self) -> u64 {
         const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
         const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -149,7 +157,7 @@ impl FlowKey {
         eat(&[self.protocol]);
         eat(&self.src_port.to_be_bytes());
         eat(&self.dst_port.to_be_bytes());
-        hash
+        hash & SEGMENT_FLOW_MASK
     }
 }
 
@@ -324,7 +332,7 @@ mod tests {
             dst_port: 2,
         };
         assert_eq!(pinned.id(), a.flow_id);
-        assert_eq!(pinned.id(), PINNED_FLOW_ID);
+        assert_eq!(pinned.id(), PINNED_FLOW_ID & SEGMENT_FLOW_MASK);
     }
 
     /// FNV-1a of the documented byte encoding (family tag, address, family
@@ -341,6 +349,25 @@ mod tests {
             i += 1;
         }
         hash
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn segment_flow_ids_never_set_the_stream_bit(
+            a in proptest::prelude::any::<[u8; 16]>(),
+            b in proptest::prelude::any::<[u8; 4]>(),
+            protocol in proptest::prelude::any::<u8>(),
+            ports in proptest::prelude::any::<(u16, u16)>(),
+        ) {
+            let key = FlowKey {
+                src: IpAddr::from(a),
+                dst: IpAddr::from(b),
+                protocol,
+                src_port: ports.0,
+                dst_port: ports.1,
+            };
+            proptest::prop_assert_eq!(key.id() & !SEGMENT_FLOW_MASK, 0);
+        }
     }
 
     #[test]

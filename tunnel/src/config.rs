@@ -18,6 +18,9 @@
 //! rate_ceiling = "20mbit"
 //! log_level = "info"                     # optional: error, warn, info, debug, trace
 //!                                        # (RUST_LOG, when set, wins)
+//! tcp_mode = "segment"                   # optional: "segment" (default) or "split"
+//! split_max_streams = 4096               # optional: split connections at once, per peer
+//! split_window_cap = "16MiB"             # optional: largest stream window (buffer) each way
 //!
 //! [[peer]]
 //! public_key = "base64 of 32 bytes"
@@ -28,6 +31,12 @@
 //! protocol = "udp"                       # "tcp", "udp" or "icmp"
 //! ports = [3478, "5000-5100"]            # either side; omit for all ports
 //! deadline = "50ms"                      # or: reliable = true
+//!
+//! [[peer.class]]
+//! protocol = "tcp"
+//! ports = [22]
+//! mode = "segment"                       # TCP only: "split" or "segment";
+//!                                        # omitted: interface.tcp_mode
 //! ```
 
 use std::collections::HashMap;
@@ -57,6 +66,14 @@ pub const MIN_MTU_IPV4: u16 = 576;
 pub const MIN_MTU_IPV6: u16 = 1280;
 /// Longest deadline a class rule may give.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
+/// Split connections per peer at once, when the config gives no number.
+pub const DEFAULT_SPLIT_MAX_STREAMS: usize = 4096;
+/// Most split connections per peer a config may ask for.
+pub const MAX_SPLIT_MAX_STREAMS: usize = 65_536;
+/// Largest stream window when the config gives none.
+pub const DEFAULT_SPLIT_WINDOW_CAP: u64 = 16 << 20;
+/// Bounds of `split_window_cap`: at least the initial credit, at most 1 GiB.
+pub const SPLIT_WINDOW_CAP_RANGE: (u64, u64) = (256 << 10, 1 << 30);
 /// Linux IFNAMSIZ − 1.
 const MAX_INTERFACE_NAME_LEN: usize = 15;
 
@@ -133,6 +150,33 @@ pub struct Interface {
     /// Log level (`error`, `warn`, `info`, `debug` or `trace`); `RUST_LOG`
     /// overrides it.
     pub log_level: String,
+    /// How TCP is carried where no class rule says (`tcp_mode`).
+    pub tcp_mode: TcpMode,
+    /// Split connections per peer at once (`split_max_streams`).
+    pub split_max_streams: usize,
+    /// Largest stream window each way, bytes (`split_window_cap`).
+    pub split_window_cap: u64,
+}
+
+/// How TCP connections are carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpMode {
+    /// Each TCP segment travels as an IP packet; the end hosts' TCPs run
+    /// end to end over the tunnel.
+    Segment,
+    /// Each end terminates the connection locally and the bytes travel as a
+    /// tgp stream (tgp-split).
+    Split,
+}
+
+impl TcpMode {
+    fn parse(text: &str) -> Option<TcpMode> {
+        match text {
+            "segment" => Some(TcpMode::Segment),
+            "split" => Some(TcpMode::Split),
+            _ => None,
+        }
+    }
 }
 
 /// Log levels `interface.log_level` accepts.
@@ -149,6 +193,22 @@ pub struct Peer {
     pub allowed_ips: Vec<IpNet>,
     /// Delivery classes for its traffic.
     pub class_rules: ClassRules,
+    /// The `mode` of each class rule (same order as `class_rules.rules`);
+    /// `None` where the rule gives none.
+    pub rule_tcp_modes: Vec<Option<TcpMode>>,
+}
+
+impl Peer {
+    /// How a TCP packet's connection is carried: the mode of the first
+    /// class rule that matches it, else `default` (the interface's).
+    pub fn tcp_mode(&self, default: TcpMode, packet: &tgp_adapters::PacketSummary) -> TcpMode {
+        for (rule, mode) in self.class_rules.rules.iter().zip(&self.rule_tcp_modes) {
+            if rule.matches(packet) {
+                return mode.unwrap_or(default);
+            }
+        }
+        default
+    }
 }
 
 impl Config {
@@ -231,6 +291,9 @@ struct RawInterface {
     private_key_file: Text,
     rate_ceiling: Text,
     log_level: Option<Text>,
+    tcp_mode: Option<Text>,
+    split_max_streams: Option<Spanned<i64>>,
+    split_window_cap: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +314,7 @@ struct RawClassRule {
     ports: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     deadline: Option<Text>,
     reliable: Option<Spanned<bool>>,
+    mode: Option<Text>,
 }
 
 /// 1-based line numbers from byte offsets.
@@ -495,6 +559,59 @@ impl Validator<'_> {
             None => "info".to_string(),
         };
 
+        let tcp_mode = match &raw.tcp_mode {
+            None => TcpMode::Segment,
+            Some(text) => TcpMode::parse(text.get_ref()).unwrap_or_else(|| {
+                self.error(
+                    "interface.tcp_mode",
+                    text.span().start,
+                    format!(
+                        "{:?} is not a TCP mode; use \"segment\" or \"split\"",
+                        text.get_ref()
+                    ),
+                );
+                TcpMode::Segment
+            }),
+        };
+        let split_max_streams = match &raw.split_max_streams {
+            None => DEFAULT_SPLIT_MAX_STREAMS,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if (1..=MAX_SPLIT_MAX_STREAMS).contains(&n) => n,
+                _ => {
+                    self.error(
+                        "interface.split_max_streams",
+                        n.span().start,
+                        format!(
+                            "{} is out of range; give 1 to {MAX_SPLIT_MAX_STREAMS}",
+                            n.get_ref()
+                        ),
+                    );
+                    DEFAULT_SPLIT_MAX_STREAMS
+                }
+            },
+        };
+        let split_window_cap = match &raw.split_window_cap {
+            None => DEFAULT_SPLIT_WINDOW_CAP,
+            Some(text) => {
+                let (low, high) = SPLIT_WINDOW_CAP_RANGE;
+                match parse_bytes(text.get_ref()) {
+                    Ok(n) if (low..=high).contains(&n) => n,
+                    Ok(_) => {
+                        self.error(
+                            "interface.split_window_cap",
+                            text.span().start,
+                            format!("{:?} is out of range; give 256KiB to 1GiB", text.get_ref()),
+                        );
+                        DEFAULT_SPLIT_WINDOW_CAP
+                    }
+                    Err(message) => {
+                        self.error("interface.split_window_cap", text.span().start, message);
+                        DEFAULT_SPLIT_WINDOW_CAP
+                    }
+                }
+            }
+        };
+
         (self.errors.len() == errors_before).then_some(Interface {
             name,
             addresses,
@@ -503,6 +620,9 @@ impl Validator<'_> {
             private_key_file,
             rate_ceiling,
             log_level,
+            tcp_mode,
+            split_max_streams,
+            split_window_cap,
         })
     }
 
@@ -558,9 +678,11 @@ impl Validator<'_> {
         }
 
         let mut rules = Vec::new();
+        let mut rule_tcp_modes = Vec::new();
         for (i, raw_rule) in raw.class.into_iter().enumerate() {
-            if let Some(rule) = self.class_rule(&format!("{key}.class[{i}]"), raw_rule) {
+            if let Some((rule, mode)) = self.class_rule(&format!("{key}.class[{i}]"), raw_rule) {
                 rules.push(rule);
+                rule_tcp_modes.push(mode);
             }
         }
 
@@ -570,10 +692,15 @@ impl Validator<'_> {
             endpoint,
             allowed_ips,
             class_rules: ClassRules::new(rules),
+            rule_tcp_modes,
         })
     }
 
-    fn class_rule(&mut self, key: &str, raw: Spanned<RawClassRule>) -> Option<ClassRule> {
+    fn class_rule(
+        &mut self,
+        key: &str,
+        raw: Spanned<RawClassRule>,
+    ) -> Option<(ClassRule, Option<TcpMode>)> {
         let errors_before = self.errors.len();
         let rule_at = raw.span().start;
         let raw = raw.into_inner();
@@ -619,7 +746,47 @@ impl Validator<'_> {
             }
         }
 
+        let mode = raw.mode.as_ref().and_then(|text| {
+            let at = text.span().start;
+            if protocol.is_some_and(|p| p != RuleProtocol::Tcp) {
+                self.error(
+                    format!("{key}.mode"),
+                    at,
+                    "applies to TCP rules only (protocol = \"tcp\")",
+                );
+                return None;
+            }
+            let mode = TcpMode::parse(text.get_ref());
+            if mode.is_none() {
+                self.error(
+                    format!("{key}.mode"),
+                    at,
+                    format!(
+                        "{:?} is not a TCP mode; use \"segment\" or \"split\"",
+                        text.get_ref()
+                    ),
+                );
+            }
+            mode
+        });
+        if mode == Some(TcpMode::Split) {
+            if let Some(deadline) = &raw.deadline {
+                self.error(
+                    format!("{key}.deadline"),
+                    deadline.span().start,
+                    "split mode carries a byte stream reliably; remove the deadline",
+                );
+            }
+        }
+        // TCP carried reliably is segment-mode delivery: the inner TCP
+        // reorders, so a hole holds the flow only briefly.
+        let reliable_class = if protocol == Some(RuleProtocol::Tcp) {
+            DeliveryClass::Segment
+        } else {
+            DeliveryClass::Reliable
+        };
         let class = match (raw.deadline, raw.reliable) {
+            (None, None) if raw.mode.is_some() => Some(reliable_class),
             (Some(text), None) => {
                 let at = text.span().start;
                 match parse_duration(text.get_ref()) {
@@ -642,7 +809,7 @@ impl Validator<'_> {
                     }
                 }
             }
-            (None, Some(reliable)) if *reliable.get_ref() => Some(DeliveryClass::Reliable),
+            (None, Some(reliable)) if *reliable.get_ref() => Some(reliable_class),
             (None, Some(reliable)) => {
                 self.error(
                     format!("{key}.reliable"),
@@ -666,12 +833,34 @@ impl Validator<'_> {
             }
         };
         let (protocol, class) = (protocol?, class?);
-        (self.errors.len() == errors_before).then_some(ClassRule {
-            protocol,
-            ports,
-            class,
-        })
+        (self.errors.len() == errors_before).then_some((
+            ClassRule {
+                protocol,
+                ports,
+                class,
+            },
+            mode,
+        ))
     }
+}
+
+/// A byte count: a number with an optional unit `B`, `KiB`, `MiB` or `GiB`
+/// (powers of 1024; `k`, `M`, `G` mean the same), like `"8MiB"`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad =
+        || format!("{text:?} is not a size; give a number and a unit, like \"8MiB\" or \"512KiB\"");
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" | "kiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(scale).ok_or_else(bad)
 }
 
 /// Linux accepts 1-15 bytes without '/', ':' (alias syntax) or whitespace.

@@ -160,6 +160,8 @@ pub struct StatusInput<'a> {
     pub packets_to_tun: u64,
     /// ICMP unreachable errors written back to the TUN.
     pub icmp_errors_sent: u64,
+    /// Split mode's engines.
+    pub split: &'a crate::split::SplitMode,
     /// The socket's local address.
     pub listen: Option<std::net::SocketAddr>,
     /// How long the daemon has run.
@@ -246,6 +248,40 @@ pub fn format_status(input: StatusInput<'_>) -> String {
                 out,
                 "  data drops: truncated={} forged={} replayed={} stale={} malformed={} queue_full={} queue_delay={} too_large={} expired={} late={}",
                 d.truncated, d.forged, d.replayed, d.stale, d.malformed, d.queue_full, d.queue_delay, d.too_large, d.expired_in_queue, d.arrived_late,
+            );
+        }
+        if let Some(split) = input.split.stats(peer) {
+            let reasons = |counts: &tgp_split::ResetCounts| {
+                let all: Vec<String> = counts
+                    .nonzero()
+                    .iter()
+                    .map(|(name, n)| format!("{name}={n}"))
+                    .collect();
+                if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.join(" ")
+                }
+            };
+            let _ = writeln!(
+                out,
+                "  split: streams {} (accepted {}, opened by peer {}, connected {})  bytes out {} in {}  buffered {}  window {}  refused at cap {}  malformed {}",
+                split.open_streams,
+                split.accepted,
+                split.opened_by_peer,
+                split.connected,
+                split.bytes_to_peer,
+                split.bytes_from_peer,
+                split.buffered_bytes,
+                split.window,
+                split.refused_at_cap,
+                split.malformed,
+            );
+            let _ = writeln!(
+                out,
+                "  split resets: sent {}  received {}",
+                reasons(&split.resets_sent),
+                reasons(&split.resets_received),
             );
         }
         if let Some(handshake) = &status.handshake {

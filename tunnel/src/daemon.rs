@@ -10,6 +10,7 @@
 
 use crate::config::Config;
 use crate::control::{self, ControlRequest};
+use crate::split::SplitMode;
 use anyhow::{bail, Context, Result};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -22,6 +23,7 @@ use tgp_proto::delivery::DataPlaneConfig;
 use tgp_proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, PeerSettings};
 use tgp_proto::handshake::HandshakeConfig;
 use tgp_proto::Timestamp;
+use tgp_split::is_stream_flow;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -88,6 +90,7 @@ struct Tunnel {
     socket: UdpSocket,
     socket_is_ipv6: bool,
     allowed_ips: AllowedIps,
+    split: SplitMode,
     adapter_drops: DropCounters,
     packets_from_tun: u64,
     packets_to_tun: u64,
@@ -146,8 +149,11 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(8);
     let control_guard =
         control::serve(&config.interface.name, control_tx).context("opening the control socket")?;
+    let split_seed = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8])) ^ 0x5eed;
+    let split = SplitMode::new(clock.now(), &config, split_seed, max_packet);
     let mut tunnel = Tunnel {
         allowed_ips: config.allowed_ips(),
+        split,
         config,
         clock,
         endpoint,
@@ -167,9 +173,10 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
     let mut udp_buffer = vec![0u8; 65536];
     loop {
         tunnel.flush().await?;
-        let wake = tunnel
-            .endpoint
-            .poll_timeout()
+        let wake = [tunnel.endpoint.poll_timeout(), tunnel.split.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
             .map(|t| tunnel.clock.instant(t))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -199,7 +206,10 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = tunnel.clock.now();
-                tunnel.endpoint.handle_timeout(now);
+                if tunnel.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                    tunnel.endpoint.handle_timeout(now);
+                }
+                tunnel.split.handle_timeout(now);
             }
             Some(request) = control_rx.recv() => {
                 match request {
@@ -282,6 +292,13 @@ impl Tunnel {
                 return Ok(());
             }
         };
+        let now = self.clock.now();
+        if self
+            .split
+            .handle_tun_packet(now, &self.config, peer, &summary, packet)
+        {
+            return Ok(());
+        }
         if summary.tcp_syn {
             clamp_tcp_mss(
                 packet,
@@ -289,7 +306,6 @@ impl Tunnel {
             );
         }
         let class = self.config.peers[peer].class_rules.classify(&summary);
-        let now = self.clock.now();
         // A refused packet is counted by the endpoint; the inner TCP sees
         // the loss and slows down, which is the point of refusing it.
         let _ = self
@@ -351,11 +367,27 @@ impl Tunnel {
             }
             while let Some(delivery) = self.endpoint.poll_delivery() {
                 progressed = true;
+                if is_stream_flow(delivery.flow) {
+                    self.split.handle_stream_message(
+                        now,
+                        delivery.peer,
+                        delivery.flow,
+                        &delivery.segment,
+                        &self.allowed_ips,
+                    );
+                    continue;
+                }
                 let mut packet = delivery.segment;
                 self.deliver(delivery.peer, &mut packet).await?;
             }
             while let Some(event) = self.endpoint.poll_event() {
                 self.log_event(&event);
+                self.split.handle_event(now, &event);
+            }
+            progressed |= self.split.send_messages(now, &mut self.endpoint);
+            while let Some(packet) = self.split.poll_tun_packet(now) {
+                progressed = true;
+                self.write_tun(&packet).await?;
             }
             if !progressed {
                 return Ok(());
@@ -427,6 +459,7 @@ impl Tunnel {
             packets_from_tun: self.packets_from_tun,
             packets_to_tun: self.packets_to_tun,
             icmp_errors_sent: self.icmp_errors_sent,
+            split: &self.split,
             listen: self.socket.local_addr().ok(),
             uptime: self.started.elapsed(),
         })

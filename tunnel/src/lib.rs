@@ -5,3 +5,4 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod keys;
+pub mod split;

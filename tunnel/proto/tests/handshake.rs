@@ -59,7 +59,7 @@ fn every_packet_fits_in_1200_bytes_at_every_phase() {
     let (mut a, mut b) = pair(2, &config, Timestamp::ZERO);
     let sent = pump(&mut a, &mut b, end_of(&config), |_, p| {
         count += 1;
-        (count % 3 != 0).then(|| p.to_vec())
+        (!count.is_multiple_of(3)).then(|| p.to_vec())
     });
     assert!(a.has_receipt() && b.has_receipt());
     let mut kinds_seen = std::collections::BTreeSet::new();
@@ -102,7 +102,7 @@ fn flooded_duplicates_do_not_reverify_signatures() {
     let mut count = 0u32;
     pump(&mut a, &mut b, end_of(&config), |_, p| {
         count += 1;
-        (count % 3 != 0).then(|| p.to_vec())
+        (!count.is_multiple_of(3)).then(|| p.to_vec())
     });
     assert!(a.has_receipt() && b.has_receipt());
     assert_eq!(a.stats().signature_verifications, 6);
@@ -398,7 +398,7 @@ fn valid_packets() -> Vec<Vec<u8>> {
     let mut count = 0u32;
     pump(&mut a, &mut b, end_of(&config), |_, p| {
         count += 1;
-        (count % 3 != 0).then(|| p.to_vec())
+        (!count.is_multiple_of(3)).then(|| p.to_vec())
     })
     .into_iter()
     .filter(|(from_a, _)| *from_a)

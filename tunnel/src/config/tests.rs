@@ -348,3 +348,88 @@ fn log_level_defaults_to_info_and_rejects_unknown_levels() {
         "{shown}"
     );
 }
+
+fn with_peer_rules(interface_extra: &str, rules: &str) -> String {
+    minimal(&format!(
+        "listen_port = 1\n{interface_extra}\n[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.77.0.2/32\"]\n{rules}"
+    ))
+}
+
+#[test]
+fn tcp_mode_defaults_to_segment_and_rules_choose_per_port() {
+    let c = Config::from_toml_str(&minimal(""), Path::new("/x")).unwrap();
+    assert_eq!(c.interface.tcp_mode, TcpMode::Segment);
+    assert_eq!(c.interface.split_max_streams, DEFAULT_SPLIT_MAX_STREAMS);
+    assert_eq!(c.interface.split_window_cap, DEFAULT_SPLIT_WINDOW_CAP);
+
+    let text = with_peer_rules(
+        "tcp_mode = \"split\"\nsplit_max_streams = 100\nsplit_window_cap = \"2MiB\"",
+        "[[peer.class]]\nprotocol = \"tcp\"\nports = [22]\nmode = \"segment\"\n\
+         [[peer.class]]\nprotocol = \"tcp\"\nports = [80]\nreliable = true\n\
+         [[peer.class]]\nprotocol = \"udp\"\nports = [5001]\ndeadline = \"50ms\"\n",
+    );
+    let c = Config::from_toml_str(&text, Path::new("/x")).unwrap();
+    assert_eq!(c.interface.tcp_mode, TcpMode::Split);
+    assert_eq!(c.interface.split_max_streams, 100);
+    assert_eq!(c.interface.split_window_cap, 2 << 20);
+    let peer = &c.peers[0];
+    assert_eq!(
+        peer.rule_tcp_modes,
+        vec![Some(TcpMode::Segment), None, None]
+    );
+    assert_eq!(peer.class_rules.rules[0].class, DeliveryClass::Segment);
+    let tcp = |port: u16| {
+        let mut p = vec![
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1,
+        ];
+        p.extend_from_slice(&40000u16.to_be_bytes());
+        p.extend_from_slice(&port.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        tgp_adapters::parse(&p).unwrap()
+    };
+    let default = c.interface.tcp_mode;
+    assert_eq!(peer.tcp_mode(default, &tcp(22)), TcpMode::Segment);
+    assert_eq!(peer.tcp_mode(default, &tcp(80)), TcpMode::Split);
+    assert_eq!(peer.tcp_mode(default, &tcp(5001)), TcpMode::Split);
+    assert_eq!(
+        peer.tcp_mode(TcpMode::Segment, &tcp(5001)),
+        TcpMode::Segment
+    );
+}
+
+#[test]
+fn tcp_mode_errors_name_their_keys() {
+    assert_error(
+        &with_peer_rules("tcp_mode = \"fast\"", ""),
+        "interface.tcp_mode: \"fast\" is not a TCP mode",
+    );
+    assert_error(
+        &with_peer_rules("split_max_streams = 0", ""),
+        "interface.split_max_streams: 0 is out of range",
+    );
+    assert_error(
+        &with_peer_rules("split_window_cap = \"1KiB\"", ""),
+        "interface.split_window_cap: \"1KiB\" is out of range",
+    );
+    assert_error(
+        &with_peer_rules("split_window_cap = \"lots\"", ""),
+        "interface.split_window_cap: \"lots\" is not a size",
+    );
+    assert_error(
+        &with_peer_rules("", "[[peer.class]]\nprotocol = \"udp\"\nmode = \"split\"\n"),
+        "peer[0].class[0].mode: applies to TCP rules only",
+    );
+    assert_error(
+        &with_peer_rules("", "[[peer.class]]\nprotocol = \"tcp\"\nmode = \"fast\"\n"),
+        "peer[0].class[0].mode: \"fast\" is not a TCP mode",
+    );
+    assert_error(
+        &with_peer_rules(
+            "",
+            "[[peer.class]]\nprotocol = \"tcp\"\nmode = \"split\"\ndeadline = \"50ms\"\n",
+        ),
+        "peer[0].class[0].deadline: split mode carries a byte stream reliably",
+    );
+    let all = errors(&with_peer_rules("tcp_mode = 5", ""));
+    assert!(all[0].starts_with("interface.tcp_mode"), "{all:?}");
+}

@@ -167,7 +167,7 @@ impl fmt::Display for BitsPerSecond {
             ("mbit", 1_000_000),
             ("kbit", 1_000),
         ] {
-            if bits >= scale && bits % (scale / 1000).max(1) == 0 {
+            if bits >= scale && bits.is_multiple_of((scale / 1000).max(1)) {
                 return write!(f, "{}{unit}", decimal(bits, scale));
             }
         }
@@ -387,7 +387,7 @@ pub fn format_size(bytes: u64) -> String {
             ("MB", 1_000_000),
             ("kB", 1_000),
         ] {
-            if bytes % scale == 0 {
+            if bytes.is_multiple_of(scale) {
                 return format!("{}{unit}", bytes / scale);
             }
         }
