@@ -300,7 +300,12 @@ impl DataPlane {
             self.stats.drops.queue_full += 1;
             return Err(SendError::QueueFull);
         }
-        if let Verdict::Backlogged { drop } = self.queue.offer(now, self.queue_target()) {
+        // The queue manager signals an inner TCP through drops; deadline
+        // traffic has its own queue, served first, and its own expiry.
+        let manage = !matches!(class, DeliveryClass::Deadline(_));
+        if let (true, Verdict::Backlogged { drop }) =
+            (manage, self.queue.offer(now, self.queue_target()))
+        {
             self.rate.on_send_backlog(now);
             if drop {
                 self.stats.drops.queue_delay += 1;
@@ -378,6 +383,7 @@ impl DataPlane {
             enqueued_at: now,
             expires_at,
         });
+        self.rate.set_backlog(self.queue.queued_bytes());
         self.stats.segments_queued += 1;
     }
 

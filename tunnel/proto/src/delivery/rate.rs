@@ -1,12 +1,36 @@
-//! The rate controller: how fast the data plane may put bytes on the wire.
+//! The rate controller: how fast the data plane may put bytes on the wire,
+//! with no rate configured.
 //!
-//! BBR-like: it estimates the bottleneck rate (max-filtered rate at which
-//! the path *serviced* our packets — arrived or lost after the bottleneck —
-//! measured between receipts) and the minimum round-trip time, and paces at
-//! a gain times that rate, probing up for one round in eight. Random loss
-//! does not lower the rate. Congestion shows as queueing delay: while the
-//! round trip exceeds the minimum by more than the queue-delay target, no
-//! sample may raise the estimate and the sender drains.
+//! BBR-like: it estimates the bottleneck rate — the max-filtered rate at
+//! which the path *serviced* our packets (arrived, or lost after the
+//! bottleneck), measured between receipts — and the minimum round-trip
+//! time, and paces at a gain times that rate.
+//!
+//! - **Start-up** doubles the rate each round (gain 2.89) while the
+//!   estimate keeps growing by a quarter per round, and drains whatever the
+//!   sender has queued within a quarter round trip; rounds in which the
+//!   sender was short of data (an inner TCP still in slow start) do not
+//!   count against growth, so a slowly opening TCP is never mistaken for
+//!   the path's limit. It ends when a queue starts to build, or after three
+//!   backlogged rounds without growth; a short drain follows.
+//! - **Probing**: one round in eight at 1.25, one at 0.75 (only if there is
+//!   a queue to drain), the rest at 1.
+//!   When the send queue backs up while the path shows no queue (demand
+//!   above the estimate), a probe up runs: 1.25 for a round, and while the
+//!   estimate follows, half as much again each round (up to the start-up
+//!   gain); at capacity it costs one round at 1.25. A probe that found no
+//!   more bandwidth makes the next wait twice as long (1 s to 16 s).
+//! - **Random loss is not congestion**: loss never lowers the rate.
+//!   Congestion shows as queueing delay: while the round trip exceeds the
+//!   minimum by more than the queue-delay target, no sample may raise the
+//!   estimate, a backlogged sample may lower it, and pacing runs at 0.9.
+//! - **What arrives bounds the estimate under congestion**: while a queue
+//!   stands, a serviced-rate sample is capped by what the peer reports
+//!   receiving, divided by the loss measured while the path showed no
+//!   queue (random loss), with a tenth of headroom (more in start-up).
+//!   A sender far above the path (an initial rate or ceiling too high)
+//!   overflows a queue, and the serviced rate counts what the queue
+//!   dropped; what arrives does not.
 //!
 //! Two caps keep it honest: the optional configured ceiling, and an
 //! anti-amplification cap — never more than the rate the peer reports
@@ -19,13 +43,22 @@ use crate::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-const PROBE_GAINS: [f64; 8] = [1.1, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const PROBE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 const STARTUP_GAIN: f64 = 2.89;
 const DRAIN_GAIN: f64 = 0.5;
 const CONGESTED_GAIN: f64 = 0.9;
+/// First gain of a probe up; each round that finds more multiplies it by
+/// [`PROBE_UP_GROWTH`], up to the start-up gain.
+const PROBE_UP_GAIN: f64 = 1.25;
+const PROBE_UP_GROWTH: f64 = 1.5;
+/// How long the minimum round trip is remembered.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Shortest and longest wait between backlog-driven searches.
+const SEARCH_REST_MIN: Duration = Duration::from_secs(1);
+const SEARCH_REST_MAX: Duration = Duration::from_secs(16);
 
 /// Which phase the controller is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum RateMode {
     /// Doubling each round until the rate stops growing.
     Startup,
@@ -33,6 +66,14 @@ enum RateMode {
     Drain,
     /// Steady state: pacing at the estimate with periodic probes.
     ProbeBandwidth,
+    /// Demand is above the estimate: probing up at a gain that grows each
+    /// round while the estimate follows.
+    ProbeUp {
+        /// This round's gain.
+        gain: f64,
+        /// The estimate when the round began.
+        start: f64,
+    },
 }
 
 /// Tunables of the rate controller.
@@ -66,6 +107,40 @@ pub struct RateSample {
     pub bytes_in_flight: u64,
 }
 
+/// The minimum over a sliding time window (a monotonic deque).
+#[derive(Clone, Debug, Default)]
+struct WindowedMin {
+    samples: VecDeque<(Timestamp, Duration)>,
+}
+
+impl WindowedMin {
+    fn push(&mut self, now: Timestamp, value: Duration, window: Duration) {
+        while self.samples.back().is_some_and(|&(_, v)| v >= value) {
+            self.samples.pop_back();
+        }
+        self.samples.push_back((now, value));
+        while self.samples.front().is_some_and(|&(t, _)| now - t > window) {
+            self.samples.pop_front();
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        self.samples.front().map(|&(_, v)| v)
+    }
+}
+
+/// Maximum of timed samples over a window.
+fn windowed_max(
+    samples: &mut VecDeque<(Timestamp, f64)>,
+    now: Timestamp,
+    window: Duration,
+) -> Option<f64> {
+    while samples.front().is_some_and(|&(t, _)| now - t > window) {
+        samples.pop_front();
+    }
+    samples.iter().map(|&(_, r)| r).reduce(f64::max)
+}
+
 /// A BBR-like estimator of bottleneck rate and minimum RTT.
 #[derive(Clone, Debug)]
 pub struct RateController {
@@ -73,20 +148,28 @@ pub struct RateController {
     mode: RateMode,
     bandwidth_samples: VecDeque<(Timestamp, f64)>,
     bottleneck: f64,
-    min_rtt: Option<Duration>,
-    min_rtt_at: Timestamp,
+    min_rtt: WindowedMin,
     smoothed_rtt: Option<Duration>,
     latest_rtt: Duration,
-    /// When a send backlog last sent the controller back to start-up.
-    last_backlog_restart: Option<Timestamp>,
     full_bandwidth: f64,
     rounds_without_growth: u32,
     round_end_packet: u64,
+    /// Some sample of the current round came from a backlogged sender.
+    round_backlogged: bool,
     cycle_index: usize,
     cycle_started: Timestamp,
     arrived_samples: VecDeque<(Timestamp, f64)>,
     arrived_anchor: Option<(Timestamp, u64)>,
     peer_loss: f64,
+    /// Loss reported while the path showed no queue: random loss.
+    clean_loss: Option<f64>,
+    /// When a backlog last sent the controller searching, and the estimate
+    /// then.
+    last_search: Option<(Timestamp, f64)>,
+    /// Wait before the next backlog-driven search.
+    search_rest: Duration,
+    /// Bytes waiting in the sender's queue.
+    backlog: usize,
 }
 
 impl RateController {
@@ -98,25 +181,28 @@ impl RateController {
             mode: RateMode::Startup,
             bandwidth_samples: VecDeque::new(),
             bottleneck: initial,
-            min_rtt: None,
-            min_rtt_at: now,
+            min_rtt: WindowedMin::default(),
             smoothed_rtt: None,
             latest_rtt: Duration::ZERO,
-            last_backlog_restart: None,
             full_bandwidth: 0.0,
             rounds_without_growth: 0,
             round_end_packet: 0,
+            round_backlogged: false,
             cycle_index: 0,
             cycle_started: now,
             arrived_samples: VecDeque::new(),
             arrived_anchor: None,
             peer_loss: 0.0,
+            clean_loss: None,
+            last_search: None,
+            search_rest: SEARCH_REST_MIN,
+            backlog: 0,
         }
     }
 
     /// Minimum RTT seen in the last 10 s (100 ms before any sample).
     pub fn min_rtt(&self) -> Duration {
-        self.min_rtt.unwrap_or(Duration::from_millis(100))
+        self.min_rtt.get().unwrap_or(Duration::from_millis(100))
     }
 
     /// Smoothed RTT (100 ms before any sample).
@@ -134,33 +220,50 @@ impl RateController {
         self.bottleneck
     }
 
-    /// The send queue backs up (the queue manager is about to refuse
-    /// segments) while the path shows no standing queue and the estimate
-    /// has fallen below half the configured ceiling: this side is the
-    /// bottleneck, not the path (an inner TCP backed off while a delay
-    /// spike read as congestion, and the estimate followed it down). Search
-    /// upwards again as at start-up, at most every two seconds, instead of
-    /// creeping up one probe at a time. Without a ceiling (no statement of
-    /// the link's rate) the controller keeps probing as usual.
+    /// The send queue backs up (segments wait longer than the queue
+    /// manager's target) while the path shows no standing queue: demand is
+    /// above the estimate, which may be low (an inner TCP that backed off
+    /// measured itself, not the path). Search upwards again as at
+    /// start-up, at most once per rest interval; a search that found no
+    /// more bandwidth doubles the interval.
     pub fn on_send_backlog(&mut self, now: Timestamp) {
-        let collapsed = self
-            .config
-            .ceiling_bits_per_second
-            .is_some_and(|ceiling| self.bottleneck * 8.0 < ceiling as f64 * 0.5);
-        let rested = self
-            .last_backlog_restart
-            .is_none_or(|at| now - at >= Duration::from_secs(2));
-        if self.mode == RateMode::ProbeBandwidth && !self.congested() && collapsed && rested {
-            self.mode = RateMode::Startup;
-            self.full_bandwidth = self.bottleneck;
-            self.rounds_without_growth = 0;
-            self.last_backlog_restart = Some(now);
+        if self.mode != RateMode::ProbeBandwidth || self.congested() {
+            return;
         }
+        if let Some((at, bandwidth)) = self.last_search {
+            if now - at < self.search_rest {
+                return;
+            }
+            self.search_rest = if self.bottleneck < bandwidth * 1.1 {
+                (self.search_rest * 2).min(SEARCH_REST_MAX)
+            } else {
+                SEARCH_REST_MIN
+            };
+        }
+        self.mode = RateMode::ProbeUp {
+            gain: PROBE_UP_GAIN,
+            start: self.bottleneck,
+        };
+        self.last_search = Some((now, self.bottleneck));
+    }
+
+    /// Records how many bytes wait in the sender's queue. In start-up, with
+    /// no evidence yet of the path's limit, pacing drains them within a
+    /// quarter of the minimum round trip (an inner TCP in slow start is not
+    /// held back by a rate it has not outgrown yet), still within the
+    /// anti-amplification cap.
+    pub fn set_backlog(&mut self, queued_bytes: usize) {
+        self.backlog = queued_bytes;
     }
 
     /// Records the loss the peer measured on our packets (0..1).
     pub fn set_peer_loss(&mut self, loss: f64) {
         self.peer_loss = loss.clamp(0.0, 1.0);
+        if self.min_rtt.get().is_some() && self.queue_delay() <= self.config.queue_delay_target / 2
+        {
+            let clean = self.clean_loss.get_or_insert(self.peer_loss);
+            *clean += (self.peer_loss - *clean) / 8.0;
+        }
     }
 
     /// Records the peer's running count of bytes received from us.
@@ -177,13 +280,7 @@ impl RateController {
             }
         }
         let window = self.filter_window();
-        while self
-            .arrived_samples
-            .front()
-            .is_some_and(|&(t, _)| now - t > window)
-        {
-            self.arrived_samples.pop_front();
-        }
+        windowed_max(&mut self.arrived_samples, now, window);
     }
 
     fn filter_window(&self) -> Duration {
@@ -195,7 +292,25 @@ impl RateController {
     }
 
     fn congested(&self) -> bool {
-        self.min_rtt.is_some() && self.queue_delay() > self.config.queue_delay_target
+        self.min_rtt.get().is_some() && self.queue_delay() > self.config.queue_delay_target
+    }
+
+    /// The most the path can have serviced, judging by what arrived: the
+    /// best recent arrival rate over the random loss, with headroom (more
+    /// in start-up, where arrivals lag a doubling rate by a round).
+    fn arrival_bound(&self) -> Option<f64> {
+        let arrived = self
+            .arrived_samples
+            .iter()
+            .map(|&(_, r)| r)
+            .reduce(f64::max)?;
+        let loss = self.clean_loss.unwrap_or(0.0).min(self.config.max_loss);
+        let headroom = if self.mode == RateMode::Startup {
+            2.5
+        } else {
+            1.1
+        };
+        Some(arrived / (1.0 - loss) * headroom)
     }
 
     /// Feeds one measurement.
@@ -205,19 +320,20 @@ impl RateController {
             None => sample.rtt,
             Some(s) => (s * 7 + sample.rtt) / 8,
         });
-        if self.min_rtt.is_none_or(|m| sample.rtt <= m)
-            || now - self.min_rtt_at > Duration::from_secs(10)
-        {
-            self.min_rtt = Some(sample.rtt);
-            self.min_rtt_at = now;
-        }
+        self.min_rtt.push(now, sample.rtt, MIN_RTT_WINDOW);
         let congested = self.congested();
-        if let Some(rate) = sample.serviced_bytes_per_second {
+        if let Some(mut rate) = sample.serviced_bytes_per_second {
+            // Under a standing queue the serviced rate may count what the
+            // queue dropped (we may be the ones overflowing it): what
+            // arrived bounds it.
+            if let (true, Some(bound)) = (congested, self.arrival_bound()) {
+                rate = rate.min(bound);
+            }
             // While a queue stands, samples may not raise the estimate.
             // A lower sample lowers it only when the path shows a standing
-            // queue: a sender short of data (an inner TCP that backed off)
-            // measures its own rate, not the path's, and random loss is not
-            // congestion either.
+            // queue and the sender was backlogged: a sender short of data
+            // (an inner TCP that backed off, a sparse stream) measures its
+            // own rate, not the path's, and random loss is not congestion.
             let raises = rate > self.bottleneck;
             let allowed = if raises {
                 !congested
@@ -229,21 +345,10 @@ impl RateController {
             }
         }
         let window = self.filter_window();
-        while self
-            .bandwidth_samples
-            .front()
-            .is_some_and(|&(t, _)| now - t > window)
-        {
-            self.bandwidth_samples.pop_front();
-        }
-        if let Some(max) = self
-            .bandwidth_samples
-            .iter()
-            .map(|&(_, r)| r)
-            .reduce(f64::max)
-        {
+        if let Some(max) = windowed_max(&mut self.bandwidth_samples, now, window) {
             self.bottleneck = max;
         }
+        self.round_backlogged |= !sample.app_limited;
         let round_start = sample.acked_packet >= self.round_end_packet;
         if round_start {
             self.round_end_packet = sample.next_packet;
@@ -254,13 +359,16 @@ impl RateController {
                     if self.bottleneck >= self.full_bandwidth * 1.25 {
                         self.full_bandwidth = self.bottleneck;
                         self.rounds_without_growth = 0;
-                    } else {
+                    } else if self.round_backlogged {
+                        // Only a round in which we had data to send can
+                        // show that the path stopped growing.
                         self.rounds_without_growth += 1;
                     }
+                    self.round_backlogged = false;
                 }
                 // Leave at the first sign of a standing queue: at this gain
                 // the queue grows fast, and the signal is a round trip old.
-                let queue_building = self.min_rtt.is_some()
+                let queue_building = self.min_rtt.get().is_some()
                     && self.queue_delay() > self.config.queue_delay_target / 2;
                 if self.rounds_without_growth >= 3 || queue_building {
                     self.mode = RateMode::Drain;
@@ -275,13 +383,40 @@ impl RateController {
                     self.cycle_started = now;
                 }
             }
+            RateMode::ProbeUp { gain, start } => {
+                let queue_building = self.queue_delay() > self.config.queue_delay_target / 2;
+                if queue_building {
+                    self.end_probe(now);
+                } else if round_start {
+                    self.mode = if self.bottleneck >= start * 1.1 {
+                        RateMode::ProbeUp {
+                            gain: (gain * PROBE_UP_GROWTH).min(STARTUP_GAIN),
+                            start: self.bottleneck,
+                        }
+                    } else {
+                        self.end_probe(now);
+                        self.mode
+                    };
+                }
+            }
             RateMode::ProbeBandwidth => {
+                if round_start {
+                    self.round_backlogged = false;
+                }
                 if now - self.cycle_started >= self.min_rtt() {
                     self.cycle_index = (self.cycle_index + 1) % PROBE_GAINS.len();
                     self.cycle_started = now;
                 }
             }
         }
+    }
+
+    /// Back to cruising, through the drain phase (which runs only if the
+    /// probe left a queue).
+    fn end_probe(&mut self, now: Timestamp) {
+        self.mode = RateMode::ProbeBandwidth;
+        self.cycle_index = 1;
+        self.cycle_started = now;
     }
 
     fn bdp(&self) -> u64 {
@@ -292,9 +427,16 @@ impl RateController {
         match self.mode {
             RateMode::Startup => STARTUP_GAIN,
             RateMode::Drain => DRAIN_GAIN,
+            RateMode::ProbeUp { gain, .. } => gain,
             RateMode::ProbeBandwidth if self.congested() => CONGESTED_GAIN,
             RateMode::ProbeBandwidth => {
-                let gain = PROBE_GAINS[self.cycle_index];
+                let mut gain = PROBE_GAINS[self.cycle_index];
+                // The down phase drains what the up phase queued; with no
+                // queue to drain (the probe was capped, or found room) it
+                // would only waste the link.
+                if gain < 1.0 && self.queue_delay() < Duration::from_millis(2) {
+                    gain = 1.0;
+                }
                 // Cruising with a queue of half the target: the estimate
                 // runs a little high (noisy samples through a max filter);
                 // shave it so the queue drains instead of standing.
@@ -315,12 +457,25 @@ impl RateController {
             .map(|&(_, r)| r)
             .reduce(f64::max)?;
         let loss = self.peer_loss.min(self.config.max_loss);
-        Some(arrived / (1.0 - loss) * 1.5)
+        // Start-up doubles per round and arrivals lag it by one: allow 3x
+        // there (QUIC's limit before validation), 1.5x otherwise.
+        let headroom = if self.mode == RateMode::Startup {
+            3.0
+        } else {
+            1.5
+        };
+        Some(arrived / (1.0 - loss) * headroom)
     }
 
     /// Current pacing rate in bytes per second.
     pub fn pacing_bytes_per_second(&self) -> f64 {
         let mut rate = self.gain() * self.bottleneck;
+        if self.mode == RateMode::Startup {
+            // Drain the backlog, but at most at twice the start-up pace: a
+            // burst is not evidence of the path's rate.
+            let drain = self.backlog as f64 / (self.min_rtt() / 4).as_secs_f64().max(1e-3);
+            rate = rate.max(drain.min(2.0 * rate));
+        }
         if let Some(cap) = self.amplification_cap() {
             // Never below the initial rate, so a quiet peer cannot stall us.
             rate = rate.min(cap.max(self.config.initial_bits_per_second as f64 / 8.0));
@@ -344,7 +499,6 @@ impl RateController {
         (gain * bdp) as u64 + 16 * packet_size as u64
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! the caller's buffer.
 
 use super::receipt::{self, CONFIRM_FRAME_MAX};
+use super::send::queue::QueuedSegment;
 use super::send::repair::RepairContext;
 use super::send::window::RepairSent;
 use super::timer::Timer;
@@ -49,8 +50,10 @@ impl DataPlane {
         self.window.has_pending_repair() || self.has_new_data()
     }
 
-    /// Appends the next frame carrying a symbol (repair first, then new
-    /// data) to `out`. Returns whether one was written.
+    /// Appends the next frame carrying a symbol to `out`, most urgent
+    /// first: repair of deadline traffic, new deadline segments, then
+    /// other repair (fresh repair before proactive), then new reliable
+    /// segments. Returns whether one was written.
     pub(super) fn next_symbol_frame(
         &mut self,
         now: Timestamp,
@@ -58,26 +61,43 @@ impl DataPlane {
         out: &mut Vec<u8>,
     ) -> bool {
         let context = self.repair_context();
-        if let Some(sent) =
-            self.window
-                .next_repair_frame(now, packet_number, &self.outgoing, context, out)
-        {
-            match sent {
-                RepairSent::Proactive => self.stats.proactive_repairs_sent += 1,
-                RepairSent::Reactive => self.stats.reactive_repairs_sent += 1,
+        for urgent in [true, false] {
+            if let Some(sent) = self.window.next_repair_frame(
+                now,
+                packet_number,
+                &self.outgoing,
+                context,
+                urgent,
+                out,
+            ) {
+                match sent {
+                    RepairSent::Proactive => self.stats.proactive_repairs_sent += 1,
+                    RepairSent::Reactive => self.stats.reactive_repairs_sent += 1,
+                }
+                return true;
             }
-            return true;
+            if urgent {
+                self.stats.drops.expired_in_queue += self.queue.drop_expired(now);
+                if let Some(segment) = self.queue.pop(false) {
+                    self.send_source(now, segment, out);
+                    return true;
+                }
+            }
         }
-        self.stats.drops.expired_in_queue += self.queue.drop_expired(now);
         let Some(segment) = self.queue.pop(self.reliable_allowed()) else {
             return false;
         };
+        self.send_source(now, segment, out);
+        true
+    }
+
+    fn send_source(&mut self, now: Timestamp, segment: QueuedSegment, out: &mut Vec<u8>) {
+        self.rate.set_backlog(self.queue.queued_bytes());
         let context = self.repair_context();
         let more_queued = !self.queue.is_empty();
         self.window
             .add_source(now, segment, &self.config, context, more_queued, out);
         self.stats.segments_sent += 1;
-        true
     }
 
     /// How often receipts are flooded while the peer has not confirmed

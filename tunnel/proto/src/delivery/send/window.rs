@@ -220,16 +220,21 @@ impl TxWindow {
         true
     }
 
-    /// Appends the next repair frame owed (fresh repair over the holes,
-    /// then proactive repair) to `out`.
+    /// Appends the next repair frame owed to `out`: with `urgent`, only the
+    /// proactive repair of deadline traffic; otherwise fresh repair over
+    /// the holes, then the other kinds' proactive repair.
     pub(crate) fn next_repair_frame(
         &mut self,
         now: Timestamp,
         packet_number: u64,
         outgoing: &OutgoingRecord,
         context: RepairContext,
+        urgent: bool,
         out: &mut Vec<u8>,
     ) -> Option<RepairSent> {
+        if urgent {
+            return self.proactive_frame(now, SourceKind::Deadline, outgoing, context, out);
+        }
         while let Some((first, count)) = self.reactive.first_mut() {
             let first = *first;
             *count -= 1;
@@ -245,22 +250,30 @@ impl TxWindow {
                 return Some(RepairSent::Reactive);
             }
         }
-        for kind in [
-            SourceKind::Deadline,
-            SourceKind::Segment,
-            SourceKind::Stream,
-        ] {
-            if self.credit[kind.index()] < 1.0 {
-                continue;
-            }
-            self.credit[kind.index()] -= 1.0;
-            let span = repair::proactive_span(context, kind);
-            let seqs = self.recent_window(kind, span, now, outgoing);
-            if self.write_repair(now, &seqs, out) {
-                return Some(RepairSent::Proactive);
-            }
-            self.credit[kind.index()] = 0.0;
+        [SourceKind::Segment, SourceKind::Stream]
+            .into_iter()
+            .find_map(|kind| self.proactive_frame(now, kind, outgoing, context, out))
+    }
+
+    /// A proactive repair of `kind`, if one is owed.
+    fn proactive_frame(
+        &mut self,
+        now: Timestamp,
+        kind: SourceKind,
+        outgoing: &OutgoingRecord,
+        context: RepairContext,
+        out: &mut Vec<u8>,
+    ) -> Option<RepairSent> {
+        if self.credit[kind.index()] < 1.0 {
+            return None;
         }
+        self.credit[kind.index()] -= 1.0;
+        let span = repair::proactive_span(context, kind);
+        let seqs = self.recent_window(kind, span, now, outgoing);
+        if self.write_repair(now, &seqs, out) {
+            return Some(RepairSent::Proactive);
+        }
+        self.credit[kind.index()] = 0.0;
         None
     }
 
