@@ -276,7 +276,7 @@ fn tgp_keys(ctx: &Ctx, tgp: &Path) -> Result<(PathBuf, String, PathBuf, String)>
 }
 
 /// The two ends' configs: `[interface]` with `rate_ceiling` unless left
-/// out and `tcp_mode = "split"` when `split`, one peer each, the game port
+/// out and `tcp_mode` = "split" or "segment", one peer each, the game port
 /// in a deadline class.
 fn tgp_configs(
     name: &str,
@@ -290,9 +290,11 @@ fn tgp_configs(
     if let Some(c) = &tgp.rate_ceiling {
         extra.push_str(&format!("rate_ceiling = \"{c}\"\n"));
     }
-    if split {
-        extra.push_str("tcp_mode = \"split\"\n");
-    }
+    extra.push_str(if split {
+        "tcp_mode = \"split\"\n"
+    } else {
+        "tcp_mode = \"segment\"\n"
+    });
     let class = format!(
         "[[peer.class]]\nprotocol = \"udp\"\nports = [{GAME_PORT}]\ndeadline = \"{}ms\"\n",
         tgp.game_deadline_ms
@@ -583,7 +585,7 @@ mod tests {
         let (a, b) = tgp_configs("tg1", keys, "10.1.1.1", &without, false);
         for cfg in [&a, &b] {
             assert!(!cfg.contains("rate_ceiling"), "{cfg}");
-            assert!(!cfg.contains("tcp_mode"), "{cfg}");
+            assert!(cfg.contains("tcp_mode = \"segment\""), "{cfg}");
             assert!(cfg.contains("deadline = \"30ms\""), "{cfg}");
         }
     }

@@ -15,10 +15,10 @@
 //! mtu = 1340                             # default 1340
 //! listen_port = 51900                    # optional: a client may omit it
 //! private_key_file = "/etc/tgp/private.key"   # relative to this file
-//! rate_ceiling = "20mbit"
+//! rate_ceiling = "20mbit"                # optional: never send faster; default: measured
 //! log_level = "info"                     # optional: error, warn, info, debug, trace
 //!                                        # (RUST_LOG, when set, wins)
-//! tcp_mode = "segment"                   # optional: "segment" (default) or "split"
+//! tcp_mode = "split"                     # optional: "split" (default) or "segment"
 //! split_max_streams = 4096               # optional: split connections at once, per peer
 //! split_window_cap = "16MiB"             # optional: largest stream window (buffer) each way
 //!
@@ -145,8 +145,9 @@ pub struct Interface {
     pub listen_port: Option<u16>,
     /// The private key file, resolved against the config file's directory.
     pub private_key_file: PathBuf,
-    /// Never send faster than this.
-    pub rate_ceiling: BitsPerSecond,
+    /// Never send faster than this; `None` (the default): the rate
+    /// controller finds the path's rate itself.
+    pub rate_ceiling: Option<BitsPerSecond>,
     /// Log level (`error`, `warn`, `info`, `debug` or `trace`); `RUST_LOG`
     /// overrides it.
     pub log_level: String,
@@ -289,7 +290,7 @@ struct RawInterface {
     mtu: Option<Spanned<u16>>,
     listen_port: Option<Spanned<u16>>,
     private_key_file: Text,
-    rate_ceiling: Text,
+    rate_ceiling: Option<Text>,
     log_level: Option<Text>,
     tcp_mode: Option<Text>,
     split_max_streams: Option<Spanned<i64>>,
@@ -533,13 +534,16 @@ impl Validator<'_> {
         }
         let private_key_file = base_dir.join(raw.private_key_file.get_ref());
 
-        let rate_ceiling = parse_rate(raw.rate_ceiling.get_ref()).unwrap_or_else(|message| {
-            self.error(
-                "interface.rate_ceiling",
-                raw.rate_ceiling.span().start,
-                message.to_string(),
-            );
-            BitsPerSecond(0)
+        let rate_ceiling = raw.rate_ceiling.as_ref().and_then(|text| {
+            parse_rate(text.get_ref())
+                .map_err(|message| {
+                    self.error(
+                        "interface.rate_ceiling",
+                        text.span().start,
+                        message.to_string(),
+                    );
+                })
+                .ok()
         });
 
         let log_level = match &raw.log_level {
@@ -560,7 +564,7 @@ impl Validator<'_> {
         };
 
         let tcp_mode = match &raw.tcp_mode {
-            None => TcpMode::Segment,
+            None => TcpMode::Split,
             Some(text) => TcpMode::parse(text.get_ref()).unwrap_or_else(|| {
                 self.error(
                     "interface.tcp_mode",

@@ -64,16 +64,14 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
             ..HandshakeConfig::default()
         },
         data_plane: DataPlaneConfig {
-            rate_ceiling_bits_per_second: Some(config.interface.rate_ceiling.0),
-            // Start at the rate the user says the link has. Starting low makes
-            // the send queue refuse an inner TCP's first windows, and a TCP
-            // that has backed off never offers enough to probe upwards (on a
-            // 20 Mbit/s, 100 ms path: 1 Mbit/s instead of 16). Queueing delay
-            // brings the estimate down where the link is slower. The cost:
-            // the anti-amplification cap never holds the rate below this
-            // initial rate, so within the locally configured ceiling a peer
-            // that lies in its receipts is not stopped by the cap.
-            initial_rate_bits_per_second: config.interface.rate_ceiling.0,
+            rate_ceiling_bits_per_second: config.interface.rate_ceiling.map(|c| c.0),
+            // With a ceiling, start at the rate the user says the link has
+            // (queueing delay brings the estimate down where the link is
+            // slower). Without one, start low and let start-up find it.
+            initial_rate_bits_per_second: config
+                .interface
+                .rate_ceiling
+                .map_or(defaults.data_plane.initial_rate_bits_per_second, |c| c.0),
             max_datagram_size: MAX_DATAGRAM_SIZE,
             ..defaults.data_plane.clone()
         },

@@ -155,7 +155,10 @@ fn print_summary(path: &Path, config: &Config, public_key: &str) {
         Some(port) => println!("  listen port   {port}"),
         None => println!("  listen port   random"),
     }
-    println!("  rate ceiling  {}", i.rate_ceiling);
+    match i.rate_ceiling {
+        Some(ceiling) => println!("  rate ceiling  {ceiling}"),
+        None => println!("  rate ceiling  none (the path's rate is measured)"),
+    }
     for (index, peer) in config.peers.iter().enumerate() {
         print_peer(index, peer);
     }

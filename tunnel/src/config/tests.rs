@@ -59,7 +59,7 @@ fn good_config_is_typed() {
         c.interface.private_key_file,
         Path::new("/etc/tgp/private.key")
     );
-    assert_eq!(c.interface.rate_ceiling, BitsPerSecond(20_000_000));
+    assert_eq!(c.interface.rate_ceiling, Some(BitsPerSecond(20_000_000)));
     assert_eq!(c.interface.addresses.len(), 2);
     let peer = &c.peers[0];
     assert_eq!(peer.endpoint, Some("203.0.113.7:51900".parse().unwrap()));
@@ -126,10 +126,6 @@ fn missing_required_keys() {
     assert_error(
         &format!("[[peer]]\npublic_key = \"{PEER_KEY}\"\nallowed_ips = []\n"),
         "interface: missing required key",
-    );
-    assert_error(
-        &GOOD.replace("rate_ceiling = \"20mbit\"", ""),
-        "interface.rate_ceiling: missing required key",
     );
     assert_error(
         &GOOD.replace(
@@ -356,9 +352,12 @@ fn with_peer_rules(interface_extra: &str, rules: &str) -> String {
 }
 
 #[test]
-fn tcp_mode_defaults_to_segment_and_rules_choose_per_port() {
+fn tcp_mode_defaults_to_split_and_rules_choose_per_port() {
     let c = Config::from_toml_str(&minimal(""), Path::new("/x")).unwrap();
-    assert_eq!(c.interface.tcp_mode, TcpMode::Segment);
+    assert_eq!(c.interface.tcp_mode, TcpMode::Split);
+    let segment =
+        Config::from_toml_str(&minimal("tcp_mode = \"segment\""), Path::new("/x")).unwrap();
+    assert_eq!(segment.interface.tcp_mode, TcpMode::Segment);
     assert_eq!(c.interface.split_max_streams, DEFAULT_SPLIT_MAX_STREAMS);
     assert_eq!(c.interface.split_window_cap, DEFAULT_SPLIT_WINDOW_CAP);
 
@@ -432,4 +431,14 @@ fn tcp_mode_errors_name_their_keys() {
     );
     let all = errors(&with_peer_rules("tcp_mode = 5", ""));
     assert!(all[0].starts_with("interface.tcp_mode"), "{all:?}");
+}
+
+#[test]
+fn rate_ceiling_is_optional() {
+    let c = Config::from_toml_str(
+        &GOOD.replace("rate_ceiling = \"20mbit\"", ""),
+        Path::new("/x"),
+    )
+    .unwrap();
+    assert_eq!(c.interface.rate_ceiling, None);
 }
