@@ -31,8 +31,9 @@
 //! [`DataPlane::send_segment`] took it, in the sender's clock. The
 //! receiver maps the sender's clock to its own with the smallest observed
 //! `arrival − stamped creation` (offset plus least one-way delay plus
-//! least queueing), minus half the minimum round trip as the one-way
-//! delay. A segment that arrives (or is decoded) after its mapped deadline
+//! least queueing); it cannot tell the one-way delay from the clock offset,
+//! so it counts a segment late only when it took longer than its deadline
+//! beyond the fastest delivery seen. A segment that arrives (or is decoded) after its mapped deadline
 //! is not delivered and is recorded as abandoned; the sender stops
 //! repairing it at its own deadline and tells the receiver, which records
 //! as abandoned whatever it had not delivered. The receiver's record is
@@ -496,19 +497,9 @@ impl DataPlane {
         (self.rate.min_rtt() / 8).clamp(REORDER_HOLD_MIN, REORDER_HOLD_MAX)
     }
 
-    /// Half the minimum round trip, once one is measured: the one-way
-    /// delay the deadline clock allows for.
-    fn one_way_delay(&self) -> Option<Duration> {
-        self.rate.has_rtt().then(|| self.rate.min_rtt() / 2)
-    }
-
     fn on_frame(&mut self, now: Timestamp, frame: Frame<'_>) {
-        let one_way = self.one_way_delay();
         let news = match frame {
-            Frame::Data { seq, symbol } => {
-                self.receiver
-                    .on_data(now, seq, symbol, one_way, &mut self.stats)
-            }
+            Frame::Data { seq, symbol } => self.receiver.on_data(now, seq, symbol, &mut self.stats),
             Frame::Repair {
                 first,
                 mask,
@@ -519,7 +510,6 @@ impl DataPlane {
                 fec::RepairWindow { first, mask },
                 id,
                 shard,
-                one_way,
                 &mut self.stats,
             ),
             Frame::Receipt(receipt) => {
@@ -630,7 +620,7 @@ impl DataPlane {
         self.keys.retire(now);
         let hold = self.reorder_hold();
         self.receiver.release(now, hold, &mut self.stats);
-        self.stats.drops.expired_in_queue += self.queue.drop_expired(now);
+        self.drop_expired(now);
         let probe_timeout = self.probe_timeout();
         let context = self.repair_context();
         self.window.on_timeout(

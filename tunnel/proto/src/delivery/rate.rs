@@ -210,11 +210,6 @@ impl RateController {
         self.smoothed_rtt.unwrap_or(Duration::from_millis(100))
     }
 
-    /// Whether any RTT sample has been taken.
-    pub fn has_rtt(&self) -> bool {
-        self.smoothed_rtt.is_some()
-    }
-
     /// The bottleneck estimate, bytes per second.
     pub fn bottleneck_bytes_per_second(&self) -> f64 {
         self.bottleneck

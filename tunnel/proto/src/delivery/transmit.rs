@@ -77,7 +77,7 @@ impl DataPlane {
                 return true;
             }
             if urgent {
-                self.stats.drops.expired_in_queue += self.queue.drop_expired(now);
+                self.drop_expired(now);
                 if let Some(segment) = self.queue.pop(false) {
                     self.send_source(now, segment, out);
                     return true;
@@ -91,6 +91,16 @@ impl DataPlane {
         true
     }
 
+    /// Drops the deadline segments that expired in the queue: the pace is
+    /// below demand, so the rate controller probes up.
+    pub(super) fn drop_expired(&mut self, now: Timestamp) {
+        let expired = self.queue.drop_expired(now);
+        if expired > 0 {
+            self.stats.drops.expired_in_queue += expired;
+            self.rate.on_send_backlog(now);
+        }
+    }
+
     fn send_source(&mut self, now: Timestamp, segment: QueuedSegment, out: &mut Vec<u8>) {
         self.rate.set_backlog(self.queue.queued_bytes());
         let context = self.repair_context();
@@ -98,6 +108,14 @@ impl DataPlane {
         self.window
             .add_source(now, segment, &self.config, context, more_queued, out);
         self.stats.segments_sent += 1;
+    }
+
+    /// Short of data: less than one more datagram waits in the send queue
+    /// (a sparse stream with a datagram or two queued is not held back by
+    /// the pace). Rate samples taken then may raise the estimate but never
+    /// lower it.
+    pub(super) fn app_limited(&self) -> bool {
+        self.queue.queued_bytes() < self.config.max_datagram_size
     }
 
     /// How often receipts are flooded while the peer has not confirmed
@@ -198,11 +216,8 @@ impl DataPlane {
             return None;
         }
         let size = buffer.len() - start;
-        // Short of data: nothing waits in the send queues (a few pending
-        // repair symbols do not make a sender busy). Rate samples taken
-        // then may raise the estimate but never lower it.
         self.flight
-            .on_sent(packet_number, now, size, self.queue.is_empty());
+            .on_sent(packet_number, now, size, self.app_limited());
         if paced {
             self.pacer
                 .on_sent(now, size, self.rate.pacing_bytes_per_second());

@@ -6,10 +6,14 @@
 //! The mapping is the smallest `arrival − stamped creation` seen on a
 //! directly received (not decoded) segment: clock offset plus least one-way
 //! delay plus least queueing. A segment's expiry here is its creation plus
-//! its deadline plus that offset, less the one-way delay (half the minimum
-//! round trip), so a segment is late exactly when it took longer than its
-//! deadline. The delay added to a segment is its `delivery − creation`
-//! less that smallest offset.
+//! its deadline plus that offset: it is late when it took longer than its
+//! deadline *beyond the fastest delivery seen*. The base one-way delay
+//! itself cannot be told from the clock offset (half the round trip is
+//! wrong on asymmetric paths, and under queueing on the way back), so it is
+//! not subtracted: an on-time segment is never dropped, and a late one is
+//! delivered at most the base one-way delay late (the sender already drops
+//! what its deadline passed in its queue). The delay added to a segment is
+//! its `delivery − creation` less that smallest offset.
 
 use crate::time::Timestamp;
 use std::time::Duration;
@@ -33,16 +37,10 @@ impl SenderClock {
     }
 
     /// When, in this side's microseconds, a segment expires; `None` before
-    /// any observation. `one_way` is the path's one-way delay if known.
-    pub(crate) fn expiry_here(
-        &self,
-        deadline_micros: u64,
-        created_micros: u64,
-        one_way: Option<Duration>,
-    ) -> Option<u64> {
+    /// any observation.
+    pub(crate) fn expiry_here(&self, deadline_micros: u64, created_micros: u64) -> Option<u64> {
         let offset = self.offset_micros?;
-        let one_way = one_way.map_or(0, |d| i128::try_from(d.as_micros()).unwrap_or(0));
-        let expiry = i128::from(created_micros) + i128::from(deadline_micros) + offset - one_way;
+        let expiry = i128::from(created_micros) + i128::from(deadline_micros) + offset;
         Some(u64::try_from(expiry.max(0)).unwrap_or(u64::MAX))
     }
 
@@ -62,9 +60,8 @@ impl SenderClock {
         now: Timestamp,
         deadline_micros: u64,
         created_micros: u64,
-        one_way: Option<Duration>,
     ) -> bool {
-        self.expiry_here(deadline_micros, created_micros, one_way)
+        self.expiry_here(deadline_micros, created_micros)
             .is_none_or(|expiry| micros(now) <= expiry)
     }
 }
@@ -83,12 +80,11 @@ mod tests {
         // The sender's clock is 5 s behind; one way takes 20 ms.
         let created = |sender_ms: u64| sender_ms * 1000;
         clock.observe(ms(5_020), created(0));
-        let one_way = Some(Duration::from_millis(20));
         // Created at sender 100 ms with a 50 ms deadline: on time until it
-        // is 50 ms old here.
-        assert!(clock.on_time(ms(5_100 + 49), 50_000, created(100), one_way));
-        assert!(!clock.on_time(ms(5_100 + 51), 50_000, created(100), one_way));
-        assert!(SenderClock::default().on_time(ms(1), 0, 0, None));
+        // took 50 ms longer than the fastest delivery (20 ms at best).
+        assert!(clock.on_time(ms(5_100 + 20 + 49), 50_000, created(100)));
+        assert!(!clock.on_time(ms(5_100 + 20 + 51), 50_000, created(100)));
+        assert!(SenderClock::default().on_time(ms(1), 0, 0));
         // Delivered 30 ms later than the fastest segment.
         assert_eq!(
             clock.added_delay(ms(5_200 + 20 + 30), created(200)),

@@ -178,7 +178,6 @@ impl Receiver {
         now: Timestamp,
         seq: u64,
         symbol: &[u8],
-        one_way: Option<Duration>,
         stats: &mut DataPlaneStats,
     ) -> bool {
         let mut news = false;
@@ -190,7 +189,7 @@ impl Receiver {
         } else {
             match Symbol::parse(symbol) {
                 Ok(parsed) => {
-                    self.resolve(now, seq, parsed, true, one_way, stats);
+                    self.resolve(now, seq, parsed, true, stats);
                     news = true;
                 }
                 Err(_) => {
@@ -200,7 +199,7 @@ impl Receiver {
             }
         }
         self.decoder.add_source(seq, fec::source_shard(symbol));
-        news | self.take_recovered(now, one_way, stats)
+        news | self.take_recovered(now, stats)
     }
 
     /// A REPAIR frame over `window`, with id `id`. Returns whether anything
@@ -212,7 +211,6 @@ impl Receiver {
         window: RepairWindow,
         id: u64,
         shard: &[u8],
-        one_way: Option<Duration>,
         stats: &mut DataPlaneStats,
     ) -> bool {
         // A covered source resolved here but no longer kept cannot be
@@ -226,7 +224,7 @@ impl Receiver {
             return false;
         }
         match self.decoder.add_repair(window, id, shard) {
-            Ok(RepairOutcome::Useful) => self.take_recovered(now, one_way, stats),
+            Ok(RepairOutcome::Useful) => self.take_recovered(now, stats),
             Ok(RepairOutcome::Redundant) | Err(fec::FecError::OutOfRange) => {
                 stats.redundant_repairs += 1;
                 false
@@ -239,12 +237,7 @@ impl Receiver {
     }
 
     /// Resolves the sources the decoder recovered.
-    fn take_recovered(
-        &mut self,
-        now: Timestamp,
-        one_way: Option<Duration>,
-        stats: &mut DataPlaneStats,
-    ) -> bool {
+    fn take_recovered(&mut self, now: Timestamp, stats: &mut DataPlaneStats) -> bool {
         let mut news = false;
         while let Some((seq, shard)) = self.decoder.poll_recovered() {
             if self.is_known(seq) {
@@ -254,7 +247,7 @@ impl Receiver {
             match parsed {
                 Some(symbol) => {
                     stats.fec_recovered += 1;
-                    self.resolve(now, seq, symbol, false, one_way, stats);
+                    self.resolve(now, seq, symbol, false, stats);
                     news = true;
                 }
                 None => stats.drops.malformed += 1,
@@ -269,7 +262,6 @@ impl Receiver {
         seq: u64,
         symbol: Symbol<'_>,
         direct: bool,
-        one_way: Option<Duration>,
         stats: &mut DataPlaneStats,
     ) {
         self.resolved.insert(seq);
@@ -318,10 +310,7 @@ impl Receiver {
                 if direct {
                     self.clock.observe(now, created_micros);
                 }
-                if self
-                    .clock
-                    .on_time(now, deadline_micros, created_micros, one_way)
-                {
+                if self.clock.on_time(now, deadline_micros, created_micros) {
                     self.record.delivered.insert(seq);
                     stats.segments_delivered += 1;
                     stats.bytes_delivered += symbol.payload.len() as u64;
