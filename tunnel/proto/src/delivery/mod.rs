@@ -336,7 +336,7 @@ impl DataPlane {
 
     /// The queue manager's target: a tenth of the round trip tolerated
     /// (within the configured bounds), for about a round trip.
-    fn queue_target(&self) -> Target {
+    pub(super) fn queue_target(&self) -> Target {
         let srtt = self.rate.smoothed_rtt();
         Target {
             delay: (srtt / 10).clamp(

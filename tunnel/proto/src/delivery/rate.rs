@@ -363,7 +363,10 @@ impl RateController {
                 }
                 // Leave at the first sign of a standing queue: at this gain
                 // the queue grows fast, and the signal is a round trip old.
-                let queue_building = self.min_rtt.get().is_some()
+                // Only a backlogged sample tells: an idle or sparse sender
+                // sees jitter, not a queue it built.
+                let queue_building = !sample.app_limited
+                    && self.min_rtt.get().is_some()
                     && self.queue_delay() > self.config.queue_delay_target / 2;
                 if self.rounds_without_growth >= 3 || queue_building {
                     self.mode = RateMode::Drain;
@@ -379,7 +382,8 @@ impl RateController {
                 }
             }
             RateMode::ProbeUp { gain, start } => {
-                let queue_building = self.queue_delay() > self.config.queue_delay_target / 2;
+                let queue_building =
+                    !sample.app_limited && self.queue_delay() > self.config.queue_delay_target / 2;
                 if queue_building {
                     self.end_probe(now);
                 } else if round_start {
