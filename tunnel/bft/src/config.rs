@@ -57,7 +57,7 @@ impl Default for BftConfig {
             flood_interval: Duration::from_millis(20),
             min_gap: Duration::from_millis(5),
             burst: 4,
-            resend_after: Duration::from_millis(60),
+            resend_after: Duration::from_millis(40),
             relay_after: Duration::from_millis(20),
             keepalive: Duration::from_millis(100),
             round_timeout: Duration::from_millis(500),

@@ -29,6 +29,7 @@ enum Mark {
     Proposal,
     Votes(Phase),
     Polka(u32),
+    CatchUp(u32),
     Certificate,
 }
 
@@ -126,17 +127,42 @@ impl Replica {
         let quorum = self.membership.quorum();
         let view = &self.peers[peer];
         if let Some(decision) = &self.decision {
-            if view.committed || !self.resend_ok(view.sent_certificate, now) {
+            // The certificate, to a peer whose status, fresh since we
+            // decided, shows it undecided: the first time only the
+            // signatures its status does not show it holding (it may hold
+            // an equivocator's precommit for another value: then the
+            // next time, all of them).
+            if view.committed
+                || !self.relay_ok(view, usize::MAX, decision.at)
+                || !self.resend_ok(view.sent_certificate, now)
+            {
                 return Vec::new();
             }
             let certificate = &decision.certificate;
+            let status = view.status.unwrap_or_default();
+            let known = if status.round == certificate.round && view.sent_certificate.is_none() {
+                status.precommits
+            } else {
+                0
+            };
+            let missing: Vec<(u8, [u8; 64])> = certificate
+                .signatures
+                .iter()
+                .filter(|(s, _)| known & bit(usize::from(*s)) == 0)
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                return Vec::new();
+            }
             return vec![(
                 Item::Votes {
                     phase: Phase::Precommit,
                     round: certificate.round,
                     value: certificate.value,
-                    signers: certificate.signers(),
-                    signatures: certificate.signatures.iter().map(|(_, s)| *s).collect(),
+                    signers: missing
+                        .iter()
+                        .fold(0, |acc, (s, _)| acc | bit(usize::from(*s))),
+                    signatures: missing.iter().map(|(_, s)| *s).collect(),
                 },
                 Mark::Certificate,
             )];
@@ -146,6 +172,17 @@ impl Replica {
         let state = &self.rounds[round as usize];
         let same_round_times = view.sent_round == round;
         let mut items = Vec::new();
+        // A peer in an earlier round gets what it lacks of *its* round, so
+        // that it can finish or leave it (it may be the next proposer).
+        if view.status.is_some() && status.round < round {
+            let fresh = match view.sent_catch_up {
+                Some((r, t)) if r == status.round => now >= t + self.config.resend_after,
+                _ => true,
+            };
+            if fresh {
+                self.catch_up(view, &status, &mut items);
+            }
+        }
         if status.round <= round {
             let same = status.round == round && view.status.is_some();
             if let Some(p) = &state.proposal {
@@ -244,6 +281,50 @@ impl Replica {
             }
         }
         items
+    }
+
+    /// The proposal and votes of the peer's (earlier) round that its
+    /// status shows it lacking.
+    fn catch_up(&self, view: &PeerView, status: &Status, items: &mut Vec<(Item, Mark)>) {
+        let round = status.round;
+        let Some(state) = self.rounds.get(round as usize) else {
+            return;
+        };
+        let mark = Mark::CatchUp(round);
+        if let Some(p) = &state.proposal {
+            let proposer = self.membership.proposer(self.instance, round);
+            if !status.has_proposal && self.relay_ok(view, proposer, p.since) {
+                items.push((
+                    Item::Proposal {
+                        round,
+                        value: p.value,
+                        valid_round: p.valid_round,
+                        signature: p.signature,
+                    },
+                    mark,
+                ));
+            }
+        }
+        for (phase, phase_votes, known) in [
+            (Phase::Precommit, &state.precommits, status.precommits),
+            (Phase::Prevote, &state.prevotes, status.prevotes),
+        ] {
+            for set in &phase_votes.sets {
+                let eligible = members(set.signers & !known)
+                    .filter(|&s| {
+                        self.relay_ok(
+                            view,
+                            s,
+                            set.held_since(s)
+                                .unwrap_or(view.status_at.unwrap_or_default()),
+                        )
+                    })
+                    .fold(0, |acc, s| acc | bit(s));
+                if eligible != 0 {
+                    items.push((Self::votes_item(phase, round, set, eligible), mark));
+                }
+            }
+        }
     }
 
     fn polka_resend_ok(&self, view: &PeerView, round: u32, now: Timestamp) -> bool {
@@ -382,6 +463,7 @@ impl Replica {
                     }
                 }
                 Mark::Polka(k) => view.sent_polka = Some((*k, now)),
+                Mark::CatchUp(k) => view.sent_catch_up = Some((*k, now)),
                 Mark::Certificate => view.sent_certificate = Some(now),
             }
         }

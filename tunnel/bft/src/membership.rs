@@ -171,7 +171,7 @@ mod tests {
             let m = Membership::new(keys(n)).unwrap();
             assert_eq!((m.len(), m.f(), m.quorum()), (n, f, q), "n = {n}");
             // Two quorums always share an honest member.
-            assert!(2 * m.quorum() >= n + m.f() + 1);
+            assert!(2 * m.quorum() > n + m.f());
             assert_eq!(m.all().count_ones() as usize, n);
         }
     }

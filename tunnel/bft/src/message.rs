@@ -108,6 +108,25 @@ pub fn verify(key: &VerifyingKey, digest: &Hash, signature: &SignatureBytes) -> 
         .is_ok()
 }
 
+/// How a replica checks a signature. The default, [`Ed25519Verifier`],
+/// calls Ed25519 `verify_strict`. The simulation harness shares one memo
+/// of Ed25519 results among all simulated members of a run (the same
+/// answers, computed once), so that thousands of runs fit in CI.
+pub trait Verifier: Send {
+    /// Whether `signature` is `key`'s signature of `digest`.
+    fn verify(&mut self, key: &VerifyingKey, digest: &Hash, signature: &SignatureBytes) -> bool;
+}
+
+/// [`verify`], directly.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ed25519Verifier;
+
+impl Verifier for Ed25519Verifier {
+    fn verify(&mut self, key: &VerifyingKey, digest: &Hash, signature: &SignatureBytes) -> bool {
+        verify(key, digest, signature)
+    }
+}
+
 /// Why a certificate is not valid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateError {

@@ -24,17 +24,21 @@
 
 use crate::config::BftConfig;
 use crate::membership::{bit, Membership};
-use crate::message::{proposal_digest, sign, vote_digest, Phase, SignatureBytes, Value};
+use crate::message::{
+    proposal_digest, sign, verify, vote_digest, Phase, SignatureBytes, Value, Verifier,
+};
 use crate::replica::Replica;
 use crate::stats::DropReason;
 use crate::wire::{Header, Item, Packet, Status, MAX_PACKET};
 use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tgp_proto::crypto::Hash;
 use tgp_proto::Timestamp;
@@ -97,10 +101,29 @@ impl Fault {
     }
 }
 
+/// One memo of Ed25519 results shared by all members of a run: every
+/// signature is still checked by Ed25519, once per run instead of once per
+/// member (the answers are the same; the run is faster).
+#[derive(Clone, Default)]
+pub struct SharedVerifier(Arc<Mutex<HashMap<SignedDigest, bool>>>);
+
+/// (key, digest, signature).
+type SignedDigest = ([u8; 32], Hash, SignatureBytes);
+
+impl Verifier for SharedVerifier {
+    fn verify(&mut self, key: &VerifyingKey, digest: &Hash, signature: &SignatureBytes) -> bool {
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *memo
+            .entry((key.to_bytes(), *digest, *signature))
+            .or_insert_with(|| verify(key, digest, signature))
+    }
+}
+
 /// An honest member in the simulator: a [`Replica`] started at `start`.
 pub struct HonestNode {
     start: Timestamp,
     setup: Option<(Membership, SigningKey, u64, Value, BftConfig)>,
+    verifier: Option<SharedVerifier>,
     replica: Option<Replica>,
 }
 
@@ -118,8 +141,16 @@ impl HonestNode {
         HonestNode {
             start,
             setup: Some((membership, identity, instance, input, config)),
+            verifier: None,
             replica: None,
         }
+    }
+
+    /// This member checks signatures through `verifier` (shared with
+    /// others) instead of on its own.
+    pub fn with_verifier(mut self, verifier: SharedVerifier) -> Self {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// The replica, once started.
@@ -133,6 +164,9 @@ impl HonestNode {
         }
         if let Some((membership, identity, instance, input, config)) = self.setup.take() {
             self.replica = Replica::new(now, membership, identity, instance, input, config).ok();
+            if let (Some(replica), Some(verifier)) = (&mut self.replica, self.verifier.take()) {
+                replica.set_verifier(Box::new(verifier));
+            }
         }
     }
 }
@@ -285,9 +319,12 @@ impl ByzantineNode {
         out
     }
 
+    /// One of 2 junk values (few, so that signatures over them are made
+    /// once and memoized).
     fn random_value(&mut self) -> Value {
         let mut value = [0u8; 32];
-        self.rng.fill_bytes(&mut value);
+        value[..8].copy_from_slice(&(self.rng.next_u64() % 2).to_be_bytes());
+        value[8] = self.index as u8;
         value
     }
 
@@ -338,7 +375,8 @@ impl ByzantineNode {
         let other = (self.index + 1 + self.pick(n - 1)) % n;
         let mut random_signature = [0u8; 64];
         self.rng.fill_bytes(&mut random_signature);
-        let items = match self.pick(11) {
+        let choice = self.pick(11);
+        let items = match choice {
             0 => {
                 let len = self.pick(300);
                 let mut bytes = vec![0u8; len];
@@ -374,13 +412,18 @@ impl ByzantineNode {
                     signatures: vec![sign(&self.key, &digest)],
                 }]
             }
-            // A proposal in a round that is not ours.
+            // A proposal in a round that is not ours (a forger never makes
+            // a valid artifact: it only sends what must be refused).
             3 => {
                 let mut r = round.max(1);
                 while self.membership.proposer(self.instance, r) == self.index {
                     r += 1;
                 }
-                vec![self.proposal(r.min(self.max_rounds - 1), value, None)]
+                if r < self.max_rounds {
+                    vec![self.proposal(r, value, None)]
+                } else {
+                    vec![self.proposal(0, value, None)]
+                }
             }
             // Invalid proposals.
             4 => vec![
@@ -391,7 +434,7 @@ impl ByzantineNode {
             5 | 6 => vec![self.vote(Phase::Prevote, round, value)],
             // A mutated or truncated copy of a real packet.
             7 | 8 => {
-                if let Some(bytes) = self.recorded_packet(false) {
+                if let Some(bytes) = self.recorded_packet(false).filter(|b| !b.is_empty()) {
                     let mut bytes = bytes;
                     if bytes.len() > 19 {
                         bytes[18] = self.index as u8;
@@ -404,7 +447,13 @@ impl ByzantineNode {
                     }
                     return bytes;
                 }
-                vec![self.vote(Phase::Prevote, round, value)]
+                vec![Item::Votes {
+                    phase: Phase::Prevote,
+                    round,
+                    value,
+                    signers: bit(self.index),
+                    signatures: vec![random_signature],
+                }]
             }
             // Past the round limit.
             9 => {
@@ -418,7 +467,14 @@ impl ByzantineNode {
             }
         };
         let mut bytes = self.encode(&Packet { header, items });
-        match self.pick(4) {
+        // Cases 5 and 6 carry a valid vote: always under a wrong group,
+        // instance or version.
+        let corruption = if matches!(choice, 5 | 6) {
+            self.pick(3)
+        } else {
+            self.pick(4)
+        };
+        match corruption {
             0 => bytes[2] ^= 0x55,  // group tag
             1 => bytes[17] ^= 0x01, // instance
             2 => bytes[1] = 2,      // version
@@ -523,6 +579,12 @@ pub struct Scenario {
     pub config: BftConfig,
     /// The instance number.
     pub instance: u64,
+    /// Members share one memo of signature checks ([`SharedVerifier`]):
+    /// the same decisions, faster runs.
+    pub share_verification: bool,
+    /// Print every honest member's round and held prevotes every 10 ms of
+    /// virtual time to stderr (for debugging a run).
+    pub trace: bool,
 }
 
 impl Scenario {
@@ -543,6 +605,8 @@ impl Scenario {
             after_decision: Duration::from_millis(200),
             config: BftConfig::default(),
             instance: 1,
+            share_verification: true,
+            trace: false,
         }
     }
 }
@@ -558,6 +622,12 @@ pub struct HonestOutcome {
     pub decided: Option<(Value, u32, Duration)>,
     /// Its certificate verifies against the membership.
     pub certificate_valid: bool,
+    /// Its lock at the end: (round, value) of its last precommit.
+    pub locked: Option<(u32, Value)>,
+    /// Its highest polka at the end.
+    pub valid: Option<(u32, Value)>,
+    /// Equivocations it saw.
+    pub equivocations_seen: u64,
 }
 
 /// What a run showed.
@@ -592,6 +662,11 @@ pub struct RunResult {
     pub verifications: u64,
     /// The highest round an honest member reached.
     pub max_round: u32,
+    /// Signatures made by honest members.
+    pub honest_signatures: u64,
+    /// Ed25519 verifications actually computed for the run (with
+    /// [`Scenario::share_verification`], once per distinct signature).
+    pub shared_verifications: u64,
 }
 
 impl RunResult {
@@ -744,6 +819,7 @@ pub fn run(scenario: &Scenario) -> RunResult {
         foreign,
     };
 
+    let verifier = SharedVerifier::default();
     let mut sim = Simulation::new(scenario.seed);
     let mut ids: Vec<NodeId> = Vec::with_capacity(n);
     for index in 0..n {
@@ -763,17 +839,18 @@ pub fn run(scenario: &Scenario) -> RunResult {
             )
         } else {
             let start = uniform(&mut rng, Duration::ZERO, scenario.start_spread);
-            sim.add_node(
-                address(index),
-                HonestNode::new(
-                    Timestamp::from_duration(start),
-                    membership.clone(),
-                    keys[index].clone(),
-                    scenario.instance,
-                    inputs[index],
-                    scenario.config.clone(),
-                ),
-            )
+            let mut node = HonestNode::new(
+                Timestamp::from_duration(start),
+                membership.clone(),
+                keys[index].clone(),
+                scenario.instance,
+                inputs[index],
+                scenario.config.clone(),
+            );
+            if scenario.share_verification {
+                node = node.with_verifier(verifier.clone());
+            }
+            sim.add_node(address(index), node)
         };
         ids.push(id);
     }
@@ -823,6 +900,33 @@ pub fn run(scenario: &Scenario) -> RunResult {
     while sim.now() < deadline {
         let next = (sim.now() + step).min(deadline);
         sim.run_until(next);
+        if scenario.trace {
+            let line: Vec<String> = honest
+                .iter()
+                .map(|&i| match sim.node::<HonestNode>(ids[i]).replica() {
+                    Some(r) => format!(
+                        "{i}:r{}{}{}",
+                        r.round(),
+                        if r.decision().is_some() { "D" } else { "" },
+                        (0..n)
+                            .map(
+                                |m| if r.vote_of(crate::Phase::Prevote, r.round(), m).is_some() {
+                                    '+'
+                                } else {
+                                    '.'
+                                }
+                            )
+                            .collect::<String>()
+                    ),
+                    None => format!("{i}:-"),
+                })
+                .collect();
+            eprintln!(
+                "{:>6} ms {}",
+                sim.now().since_origin().as_millis(),
+                line.join(" ")
+            );
+        }
         if all_decided(&sim) {
             decided = true;
             break;
@@ -837,6 +941,7 @@ pub fn run(scenario: &Scenario) -> RunResult {
     let mut conflicting = 0;
     let mut verifications = 0;
     let mut max_round = 0;
+    let mut honest_signatures = 0;
     for &index in &honest {
         let replica = sim.node::<HonestNode>(ids[index]).replica();
         let decided = replica.and_then(|r| r.decision()).map(|d| {
@@ -850,6 +955,7 @@ pub fn run(scenario: &Scenario) -> RunResult {
         if let Some(replica) = replica {
             let stats = replica.stats();
             conflicting += stats.conflicting_certificates;
+            honest_signatures += stats.signatures_made;
             verifications += stats.signature_verifications;
             max_round = max_round.max(replica.round());
             for (reason, count) in &mut drops {
@@ -861,6 +967,9 @@ pub fn run(scenario: &Scenario) -> RunResult {
             input: inputs[index],
             decided: decided.map(|(v, r, t, _)| (v, r, t)),
             certificate_valid: decided.is_some_and(|d| d.3),
+            locked: replica.and_then(Replica::locked),
+            valid: replica.and_then(Replica::valid),
+            equivocations_seen: replica.map_or(0, |r| r.stats().equivocations_seen),
         });
     }
     let all_decided_at = outcomes
@@ -884,5 +993,7 @@ pub fn run(scenario: &Scenario) -> RunResult {
         drops,
         verifications,
         max_round,
+        honest_signatures,
+        shared_verifications: verifier.0.lock().map_or(0, |memo| memo.len() as u64),
     }
 }

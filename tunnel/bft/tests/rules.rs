@@ -523,7 +523,14 @@ fn a_certificate_of_21_goes_in_two_packets_of_at_most_1200_bytes() {
         vec![g.votes(&signers, Phase::Precommit, 0, value(A))],
     );
     assert!(r.decision().is_some());
-    let sent = drain(&mut r, at_ms(2));
+    assert!(
+        drain(&mut r, at_ms(2))
+            .iter()
+            .all(|(to, _, p)| *to != 5 || p.items.is_empty()),
+        "no certificate before a status of peer 5, fresh since the decision, shows it undecided"
+    );
+    g.deliver(&mut r, at_ms(30), 5, vec![]);
+    let sent = drain(&mut r, at_ms(45));
     let to_five: Vec<_> = sent.iter().filter(|(to, _, _)| *to == 5).collect();
     assert_eq!(to_five.len(), 2, "21 signatures do not fit one packet");
     let mut parts = Vec::new();
@@ -575,31 +582,51 @@ fn after_deciding_it_floods_for_the_linger_then_only_answers() {
         1,
         vec![g.votes(&[1, 2, 3], Phase::Precommit, 0, value(A))],
     );
-    let first = drain(&mut r, at_ms(1));
-    let mut peers: Vec<usize> = first.iter().map(|(to, _, _)| *to).collect();
+    let _ = drain(&mut r, at_ms(1));
+    // Every peer says it is undecided, after our decision.
+    for peer in 1..4 {
+        g.deliver(&mut r, at_ms(25), peer, vec![]);
+    }
+    let mut peers: Vec<usize> = drain(&mut r, at_ms(25))
+        .iter()
+        .filter(|(_, _, p)| !p.items.is_empty())
+        .map(|(to, _, _)| *to)
+        .collect();
+    peers.sort_unstable();
     peers.dedup();
-    assert_eq!(peers.len(), 3, "the certificate goes to every peer");
+    assert_eq!(
+        peers,
+        vec![1, 2, 3],
+        "the certificate goes to every undecided peer"
+    );
     // Peer 1 says it has committed and knows we have: nothing more for it.
     let done = Status {
         committed: true,
         knows_receiver_committed: true,
         ..Status::default()
     };
-    r.handle_datagram(at_ms(5), Some(1), &g.packet_with(1, done, vec![]))
+    r.handle_datagram(at_ms(30), Some(1), &g.packet_with(1, done, vec![]))
         .first_drop
         .map_or(Ok(()), Err)
         .unwrap();
+    // Peers 2 and 3 keep saying they are undecided until 150 ms.
     let mut during = Vec::new();
-    while let Some(now) = r.poll_timeout() {
-        if now > at_ms(600) {
-            break;
+    for t in (30..600).step_by(5) {
+        if t % 50 == 0 && t <= 150 {
+            for peer in 2..4 {
+                g.deliver(&mut r, at_ms(t), peer, vec![]);
+            }
         }
-        during.extend(drain(&mut r, now).into_iter().map(|(to, _, _)| (to, now)));
+        during.extend(
+            drain(&mut r, at_ms(t))
+                .into_iter()
+                .map(|(to, _, _)| (to, t)),
+        );
     }
     assert!(during.iter().all(|(to, _)| *to != 1), "peer 1 committed");
     assert!(during.iter().any(|(to, _)| *to == 2));
     assert!(
-        during.iter().all(|(_, t)| *t < at_ms(1 + 200)),
+        during.iter().all(|(_, t)| *t < 1 + 200),
         "nothing unasked after the linger: {during:?}"
     );
     // After the linger, a packet of an undecided peer gets one answer.
