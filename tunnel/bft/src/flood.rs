@@ -18,7 +18,7 @@
 
 use crate::membership::{bit, members, Bitmap};
 use crate::message::Phase;
-use crate::replica::{PeerView, Replica, Transmit};
+use crate::replica::{PeerView, Replica, Sent, Transmit};
 use crate::store::VoteSet;
 use crate::wire::{Header, Item, Packet, Status, MAX_PACKET};
 use tgp_proto::Timestamp;
@@ -98,8 +98,8 @@ impl Replica {
         }
     }
 
-    fn resend_ok(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
-        last.is_none_or(|t| now >= t + self.config.resend_after)
+    fn resend_ok(&self, last: Option<Sent>, now: Timestamp) -> bool {
+        Sent::due(last, now, self.config.resend_after)
     }
 
     /// Whether an artifact of `signer` first held at `since` may go to the
@@ -176,7 +176,7 @@ impl Replica {
         // that it can finish or leave it (it may be the next proposer).
         if view.status.is_some() && status.round < round {
             let fresh = match view.sent_catch_up {
-                Some((r, t)) if r == status.round => now >= t + self.config.resend_after,
+                Some((r, sent)) if r == status.round => self.resend_ok(Some(sent), now),
                 _ => true,
             };
             if fresh {
@@ -329,7 +329,7 @@ impl Replica {
 
     fn polka_resend_ok(&self, view: &PeerView, round: u32, now: Timestamp) -> bool {
         match view.sent_polka {
-            Some((r, t)) if r == round => now >= t + self.config.resend_after,
+            Some((r, sent)) if r == round => self.resend_ok(Some(sent), now),
             _ => true,
         }
     }
@@ -353,9 +353,15 @@ impl Replica {
                         .last_sent
                         .is_none_or(|t| now >= t + self.config.keepalive)
             }
+            // An undecided peer is answered with the certificate (when it
+            // is due) or, once, with our status (so that it stops sending
+            // us votes); a decided one that does not know we are, with our
+            // status.
             Some(decision) => {
-                view.answer_pending
-                    || (has_items && !view.committed && now < decision.at + self.config.linger)
+                (view.answer_pending || now < decision.at + self.config.linger)
+                    && (has_items
+                        || !view.told_committed
+                        || (view.committed && view.answer_pending))
             }
         }
     }
@@ -444,6 +450,7 @@ impl Replica {
         view.answer_pending = false;
         view.last_sent = Some(now);
         view.last_status_sent = Some(status);
+        view.told_committed |= status.committed;
         if view.sent_round != round {
             view.sent_round = round;
             view.sent_proposal = None;
@@ -453,18 +460,26 @@ impl Replica {
         }
         for (mark, signers) in sent {
             match mark {
-                Mark::Proposal => view.sent_proposal = Some(now),
+                Mark::Proposal => view.sent_proposal = Some(Sent::after(view.sent_proposal, now)),
                 Mark::Votes(phase) => {
                     let times = &mut view.sent_votes[phase_index(*phase)];
                     for signer in members(*signers) {
                         if let Some(t) = times.get_mut(signer) {
-                            *t = Some(now);
+                            *t = Some(Sent::after(*t, now));
                         }
                     }
                 }
-                Mark::Polka(k) => view.sent_polka = Some((*k, now)),
-                Mark::CatchUp(k) => view.sent_catch_up = Some((*k, now)),
-                Mark::Certificate => view.sent_certificate = Some(now),
+                Mark::Polka(k) => {
+                    let previous = view.sent_polka.filter(|(r, _)| r == k).map(|(_, s)| s);
+                    view.sent_polka = Some((*k, Sent::after(previous, now)));
+                }
+                Mark::CatchUp(k) => {
+                    let previous = view.sent_catch_up.filter(|(r, _)| r == k).map(|(_, s)| s);
+                    view.sent_catch_up = Some((*k, Sent::after(previous, now)));
+                }
+                Mark::Certificate => {
+                    view.sent_certificate = Some(Sent::after(view.sent_certificate, now));
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::store::{HeldProposal, Inserted, RoundState};
 use crate::wire::{Item, Packet, Status};
 use ed25519_dalek::SigningKey;
 use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 use tgp_proto::crypto::{domain_hash, Hash};
 use tgp_proto::Timestamp;
 
@@ -68,6 +69,8 @@ pub(crate) struct PeerView {
     /// After our decision: the peer's last packet asks for an answer (it
     /// has not committed, or does not know that we have).
     pub(crate) answer_pending: bool,
+    /// We have sent the peer a status saying we committed.
+    pub(crate) told_committed: bool,
     /// When we last sent the peer anything, and the status it carried.
     pub(crate) last_sent: Option<Timestamp>,
     pub(crate) last_status_sent: Option<Status>,
@@ -75,16 +78,45 @@ pub(crate) struct PeerView {
     pub(crate) sent_round: u32,
     /// When we last sent the peer each member's prevote and precommit of
     /// `sent_round`.
-    pub(crate) sent_votes: [Vec<Option<Timestamp>>; 2],
+    pub(crate) sent_votes: [Vec<Option<Sent>>; 2],
     /// When we last sent the proposal of `sent_round`.
-    pub(crate) sent_proposal: Option<Timestamp>,
+    pub(crate) sent_proposal: Option<Sent>,
     /// The round of the last polka we sent, and when.
-    pub(crate) sent_polka: Option<(u32, Timestamp)>,
+    pub(crate) sent_polka: Option<(u32, Sent)>,
     /// When we last sent our certificate.
-    pub(crate) sent_certificate: Option<Timestamp>,
+    pub(crate) sent_certificate: Option<Sent>,
     /// The earlier round of the peer's we last helped it catch up in, and
     /// when.
-    pub(crate) sent_catch_up: Option<(u32, Timestamp)>,
+    pub(crate) sent_catch_up: Option<(u32, Sent)>,
+}
+
+/// Most doublings of the retransmission spacing.
+const MAX_BACKOFF: u32 = 3;
+
+/// When an artifact last went to a peer, and how often it went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    at: Timestamp,
+    times: u32,
+}
+
+impl Sent {
+    /// The record after sending (again) at `now`.
+    pub(crate) fn after(previous: Option<Sent>, now: Timestamp) -> Sent {
+        Sent {
+            at: now,
+            times: previous.map_or(1, |p| p.times.saturating_add(1)),
+        }
+    }
+
+    /// Whether it may go again at `now`: `spacing` after the first send,
+    /// doubling with every further one, up to 2^MAX_BACKOFF times.
+    pub(crate) fn due(previous: Option<Sent>, now: Timestamp, spacing: Duration) -> bool {
+        previous.is_none_or(|p| {
+            let doublings = (p.times - 1).min(MAX_BACKOFF);
+            now >= p.at + spacing.saturating_mul(1 << doublings)
+        })
+    }
 }
 
 impl PeerView {
