@@ -16,9 +16,9 @@ pub struct BftConfig {
     pub min_gap: Duration,
     /// Packets per peer per tick, at most.
     pub burst: usize,
-    /// Retransmission spacing: an artifact sent to a peer is sent to it
-    /// again (while the peer's status still shows it lacking) at most this
-    /// often.
+    /// Retransmission spacing: an artifact sent to a peer goes to it again
+    /// (while the peer's status still shows it lacking) this long after
+    /// the first time, then after twice, four and eight times as long.
     pub resend_after: Duration,
     /// An artifact signed by someone else is relayed to a peer only once
     /// the peer's status, received at least this long after we got the

@@ -4,17 +4,22 @@
 //! made something new) every peer is considered once. A peer gets the
 //! artifacts its last status shows it lacking, subject to two rules that
 //! keep the flood paced:
-//! - *retransmission spacing*: one artifact goes to one peer at most once
-//!   per `resend_after`;
+//! - *retransmission backoff*: one artifact goes to one peer again only
+//!   `resend_after` after the first time, then after 2, 4 and 8 times
+//!   that (per artifact and peer; reset when our round changes);
 //! - *relay hold*: an artifact signed by someone else is relayed only when
 //!   the peer's status, received at least `relay_after` after we got the
 //!   artifact, still shows it lacking (the signer had its chance); our own
-//!   artifacts go at once.
+//!   artifacts go at once. The certificate after our decision is held the
+//!   same way.
 //!
-//! A peer with nothing to get still receives our status when it changed,
-//! or every `keepalive`, so that it knows what we lack. Everything goes in
-//! at most `burst` packets of at most [`MAX_PACKET`] bytes per peer and
-//! tick; vote sets that do not fit a packet are split.
+//! A peer in an earlier round also gets what it lacks of its own round. A
+//! peer with nothing to get still receives our status when it changed, or
+//! every `keepalive`, so that it knows what we lack. Once decided, a
+//! replica sends an undecided peer the certificate (when due) or, once,
+//! its status; a decided peer that does not know we decided, our status.
+//! Everything goes in at most `burst` packets of at most [`MAX_PACKET`]
+//! bytes per peer and tick; vote sets that do not fit a packet are split.
 
 use crate::membership::{bit, members, Bitmap};
 use crate::message::Phase;

@@ -108,43 +108,63 @@
 //! proposer's highest polka is at least every honest lock (a locked member
 //! floods its polka to every peer whose status shows a lower one), so all
 //! honest members prevote its proposal, and decide. Against a network
-//! adversary that drops chosen packets, nothing terminates; with
-//! independent loss below 100 %, every run of the simulation suite that
-//! had time enough decided.
+//! adversary that drops chosen packets, nothing terminates. In the
+//! simulator, every run of `tgp-bench bft` and of the liveness tests
+//! (default settings, up to 50 % independent loss, up to f Byzantine
+//! members) decided.
 //!
 //! # Flooding
 //!
-//! Every `flood_interval` (and soon after it makes something new) a
-//! replica sends each peer the packets that peer may lack: its status
-//! (round, committed, whether it holds the round's proposal, its highest
-//! polka round, the signers whose prevotes and precommits of the round it
-//! holds) and the proposal and votes of the current round the peer's last
-//! status does not show, relayed from whoever signed them, plus the polka
-//! justifying the current proposal and our highest polka to a peer with a
-//! lower one. One packet from any honest peer can therefore bring a peer up
-//! to date. Once decided, a replica floods its certificate to peers that
-//! have not said they committed, for `linger`, then answers the packets of
-//! those that still have not (once per interval per peer), for
-//! `answer_for`. Status hints are unsigned: a forged one can only change
-//! what is sent to the member it claims to be, which is why
-//! [`Replica::handle_datagram`] takes the member the caller knows the
-//! datagram came from.
+//! Every packet carries the sender's *status*: its round, whether it has
+//! decided, whether it holds the round's proposal, its highest polka round,
+//! and the signers whose prevotes and precommits of the round it holds.
+//! Every `flood_interval` (and `min_gap` after it makes something new) a
+//! replica considers each peer and sends it, in at most `burst` packets,
+//! what that peer's last status shows it lacking ([`flood`] has the
+//! details):
+//! - the proposal and votes of the current round, its own at once and
+//!   those of others (relays) only once a status of the peer received
+//!   `relay_after` later still shows them missing;
+//! - to a peer in an earlier round, what it lacks of *its* round, so that
+//!   it can finish or leave it (it may be the next proposer);
+//! - the polka justifying the current proposal to a peer that has not
+//!   prevoted, and our highest polka to a peer whose highest is lower (this
+//!   is how a value that may have been committed is carried forward);
+//! - after deciding, the certificate's signatures a peer's fresh status
+//!   does not show, to every peer that has not said it decided, for
+//!   `linger`; after that only in answer to such a peer's packets, for
+//!   `answer_for`.
+//!
+//! One artifact goes to one peer again only while the peer's status still
+//! shows it lacking, `resend_after` after the first time and then with the
+//! spacing doubling up to 8 × (a Byzantine peer that claims to lack
+//! everything gets everything at a falling rate). A peer with nothing to
+//! get still receives our status when it changed, or every `keepalive`.
+//! One packet from any honest peer can bring a peer up to date.
+//!
+//! Status hints are unsigned: a forged one can only change what is sent to
+//! the member it claims to be, which is why [`Replica::handle_datagram`]
+//! takes the member the caller knows the datagram came from (by address,
+//! or an authenticated channel). There is no congestion control beyond
+//! this pacing: the flood never sends more than `burst` packets per peer
+//! per tick, and less once peers report what they hold.
 //!
 //! Every packet is at most 1200 bytes. Votes of one (phase, round, value)
 //! travel as a signer bitmap plus signatures; a certificate of 21
 //! signatures (n = 31) does not fit one packet and is sent as two parts in
 //! two packets, each part a valid item on its own (see [`wire`]).
 //!
-//! Cost: per tick a replica sends every peer at least one packet until it
-//! decides, so a round is O(n) packets per replica and O(n²) in all (the
-//! paper's "O(n)" is per node); `tgp-bench bft` prints the figures.
+//! Cost: every replica sends its votes to every peer and statuses go both
+//! ways, so a round is O(n) packets per replica and O(n²) in all (the
+//! paper's "O(n)" counts per node); `tgp-bench bft` prints the figures.
 //!
 //! # Bounds and robustness
 //!
 //! State per instance: at most `max_rounds` rounds, each with one proposal
 //! and, per phase, at most two votes per signer (a second, equivocating
 //! vote is kept as evidence and so that an equivocator cannot hide a real
-//! quorum; a third is refused). Per peer: one status. A bounded cache of
+//! quorum; a third is refused). Per peer: one status and two send times
+//! per member. A bounded cache of
 //! failed verifications. Every received signature is verified once: a
 //! flooded copy of a vote held already is recognised by (phase, round,
 //! value, signer) and costs a lookup. Untrusted bytes never panic; every
