@@ -58,6 +58,37 @@ const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Shortest and longest wait between backlog-driven searches.
 const SEARCH_REST_MIN: Duration = Duration::from_secs(1);
 const SEARCH_REST_MAX: Duration = Duration::from_secs(16);
+/// Least time a queue must stand before it counts as another flow's.
+const CONTENDED_AFTER: Duration = Duration::from_secs(1);
+/// Loss above the random loss that, in a contended queue, is overflow.
+const CONTENDED_LOSS_MARGIN: f64 = 0.005;
+/// How far the rate backs off at a contended queue's overflow (cubic's).
+const CONTENDED_BACKOFF: f64 = 0.5;
+/// What a contended rate gains per round trip each round trip: a
+/// datagram, as a TCP window's additive increase.
+const CONTENDED_STEP_BYTES: f64 = 1300.0;
+
+/// Sharing a queue that another flow holds.
+#[derive(Clone, Copy, Debug)]
+struct Contended {
+    /// Pacing rate, bytes per second.
+    rate: f64,
+    /// When the rate last grew.
+    updated: Timestamp,
+    /// When overflow last cut it.
+    last_cut: Option<Timestamp>,
+}
+
+impl Contended {
+    /// Backs off for an overflow, once per one and a half round trips
+    /// (one overflow shows for a round trip).
+    fn cut(&mut self, now: Timestamp, rtt: Duration) {
+        if self.last_cut.is_none_or(|at| now - at > rtt * 3 / 2) {
+            self.last_cut = Some(now);
+            self.rate *= CONTENDED_BACKOFF;
+        }
+    }
+}
 
 /// Which phase the controller is in.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -167,6 +198,13 @@ pub struct RateController {
     clean_loss: Option<f64>,
     /// When a round trip last showed a queue (above half the target).
     queue_seen_at: Option<Timestamp>,
+    /// Since when the queue has stood without a break (above half the
+    /// target on every sample).
+    queue_since: Option<Timestamp>,
+    /// The queue has stood longer than our own could have: another flow
+    /// holds it (a loss-based TCP fills any buffer), and yielding to it
+    /// would only hand it the link. Then the rate follows TCP's rule.
+    contended: Option<Contended>,
     /// When a backlog last sent the controller searching, and the estimate
     /// then.
     last_search: Option<(Timestamp, f64)>,
@@ -199,6 +237,8 @@ impl RateController {
             peer_loss: 0.0,
             clean_loss: None,
             queue_seen_at: None,
+            queue_since: None,
+            contended: None,
             last_search: None,
             search_rest: SEARCH_REST_MIN,
             backlog: 0,
@@ -227,7 +267,7 @@ impl RateController {
     /// start-up, at most once per rest interval; a search that found no
     /// more bandwidth doubles the interval.
     pub fn on_send_backlog(&mut self, now: Timestamp) {
-        if self.mode != RateMode::ProbeBandwidth || self.congested() {
+        if self.mode != RateMode::ProbeBandwidth || self.congested() || self.contended.is_some() {
             return;
         }
         if let Some((at, bandwidth)) = self.last_search {
@@ -263,6 +303,7 @@ impl RateController {
     /// after the queue itself has drained).
     pub fn set_peer_loss(&mut self, now: Timestamp, loss: f64) {
         self.peer_loss = loss.clamp(0.0, 1.0);
+        self.on_contended_loss(now);
         let quiet = self
             .queue_seen_at
             .is_none_or(|at| now - at > self.smoothed_rtt() * 2);
@@ -289,6 +330,20 @@ impl RateController {
         windowed_max(&mut self.arrived_samples, now, window);
     }
 
+    /// Sharing a queue another flow holds, loss above the random loss is
+    /// the queue overflowing: back off as a TCP would, at most once per
+    /// one and a half round trips (the reports lag a round trip).
+    fn on_contended_loss(&mut self, now: Timestamp) {
+        let random = self.clean_loss.unwrap_or(0.0);
+        let overflow = self.peer_loss > random + CONTENDED_LOSS_MARGIN;
+        let rtt = self.smoothed_rtt();
+        if let Some(contended) = self.contended.as_mut() {
+            if overflow {
+                contended.cut(now, rtt);
+            }
+        }
+    }
+
     /// The random loss of the path: the peer's reports while no queue
     /// stood (overflow loss excluded), if any came yet.
     pub fn random_loss(&self) -> Option<f64> {
@@ -303,7 +358,64 @@ impl RateController {
         self.latest_rtt.saturating_sub(self.min_rtt())
     }
 
+    /// Follows the queue: one that outlives what pacing below the arrival
+    /// rate would drain is another flow's, and the rate then grows by a
+    /// datagram per round trip each round trip (as a TCP's window) until
+    /// the queue overflows; when the queue drains, the estimate resumes
+    /// from the rate reached.
+    fn track_contention(&mut self, now: Timestamp, app_limited: bool) {
+        if self.queue_delay() <= self.config.queue_delay_target / 2 {
+            self.queue_since = None;
+            if let Some(contended) = self.contended.take() {
+                self.bandwidth_samples.clear();
+                self.bandwidth_samples.push_back((now, contended.rate));
+                self.bottleneck = contended.rate;
+            }
+            return;
+        }
+        self.queue_seen_at = Some(now);
+        let since = *self.queue_since.get_or_insert(now);
+        let rtt = self.smoothed_rtt().max(Duration::from_millis(1));
+        match self.contended.as_mut() {
+            // Only overflow (loss) cuts the rate: the other flow fills the
+            // buffer whatever we do, so its depth says nothing about us.
+            Some(contended) => {
+                let elapsed = (now - contended.updated).as_secs_f64();
+                contended.rate += CONTENDED_STEP_BYTES * elapsed / rtt.as_secs_f64().powi(2);
+                contended.updated = now;
+            }
+            None if !app_limited && now - since > (rtt * 4).max(CONTENDED_AFTER) => {
+                self.contended = Some(Contended {
+                    rate: self
+                        .bottleneck
+                        .min(self.arrived_rate().unwrap_or(self.bottleneck)),
+                    updated: now,
+                    last_cut: None,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// The best recent arrival rate over the random loss: what we put
+    /// through the path.
+    fn arrived_rate(&self) -> Option<f64> {
+        let arrived = self
+            .arrived_samples
+            .iter()
+            .map(|&(_, r)| r)
+            .reduce(f64::max)?;
+        let loss = self.clean_loss.unwrap_or(0.0).min(self.config.max_loss);
+        Some(arrived / (1.0 - loss))
+    }
+
+    /// Whether the path shows a queue that we should drain: one that
+    /// stands above the target and is not held by another flow.
     fn congested(&self) -> bool {
+        self.queue_standing() && self.contended.is_none()
+    }
+
+    fn queue_standing(&self) -> bool {
         self.min_rtt.get().is_some() && self.queue_delay() > self.config.queue_delay_target
     }
 
@@ -311,18 +423,13 @@ impl RateController {
     /// best recent arrival rate over the random loss, with headroom (more
     /// in start-up, where arrivals lag a doubling rate by a round).
     fn arrival_bound(&self) -> Option<f64> {
-        let arrived = self
-            .arrived_samples
-            .iter()
-            .map(|&(_, r)| r)
-            .reduce(f64::max)?;
-        let loss = self.clean_loss.unwrap_or(0.0).min(self.config.max_loss);
+        let arrived = self.arrived_rate()?;
         let headroom = if self.mode == RateMode::Startup {
             2.5
         } else {
             1.1
         };
-        Some(arrived / (1.0 - loss) * headroom)
+        Some(arrived * headroom)
     }
 
     /// Feeds one measurement.
@@ -333,9 +440,7 @@ impl RateController {
             Some(s) => (s * 7 + sample.rtt) / 8,
         });
         self.min_rtt.push(now, sample.rtt, MIN_RTT_WINDOW);
-        if self.queue_delay() > self.config.queue_delay_target / 2 {
-            self.queue_seen_at = Some(now);
-        }
+        self.track_contention(now, sample.app_limited);
         let congested = self.congested();
         let estimate_before = self.bottleneck;
         let mut pushed = false;
@@ -343,7 +448,7 @@ impl RateController {
             // Under a standing queue the serviced rate may count what the
             // queue dropped (we may be the ones overflowing it): what
             // arrived bounds it.
-            if let (true, Some(bound)) = (congested, self.arrival_bound()) {
+            if let (true, Some(bound)) = (self.queue_standing(), self.arrival_bound()) {
                 rate = rate.min(bound);
             }
             // While a queue stands, samples may not raise the estimate.
@@ -510,7 +615,16 @@ impl RateController {
 
     /// Current pacing rate in bytes per second.
     pub fn pacing_bytes_per_second(&self) -> f64 {
-        let mut rate = self.gain() * self.bottleneck;
+        let mut rate = match &self.contended {
+            Some(contended) => contended.rate,
+            // Draining a queue of our own: below what arrives, or the
+            // queue would stand (the estimate may run a tenth above it).
+            None if self.congested() && self.mode == RateMode::ProbeBandwidth => {
+                let arrived = self.arrived_rate().unwrap_or(self.bottleneck);
+                CONGESTED_GAIN * self.bottleneck.min(arrived)
+            }
+            None => self.gain() * self.bottleneck,
+        };
         if self.mode == RateMode::Startup {
             // Drain the backlog, but at most at twice the start-up pace: a
             // burst is not evidence of the path's rate.
@@ -670,5 +784,45 @@ mod tests {
             rate.set_peer_loss(at(3_000 + i * 50), 0.2);
         }
         assert!(rate.random_loss().unwrap() > 0.15);
+    }
+
+    #[test]
+    fn a_queue_another_flow_holds_is_shared_as_a_tcp_would() {
+        let mut rate = RateController::new(at(0), config());
+        for i in 0..30 {
+            rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
+            rate.set_peer_loss(at(i * 100), 0.01);
+            rate.on_peer_bytes_received(at(i * 100), i * 250_000);
+        }
+        assert!(rate.contended.is_none());
+        // Another flow fills the buffer: 60 ms of queue that pacing below
+        // what arrives does not drain, for seconds.
+        for i in 30..60 {
+            rate.on_sample(at(i * 100), with_rtt(sample(1_250_000.0, i * 10), 160));
+            rate.set_peer_loss(at(i * 100), 0.01);
+            rate.on_peer_bytes_received(at(i * 100), i * 250_000);
+        }
+        let shared = rate.contended.expect("a standing queue is another flow's");
+        // Without overflow the rate grows by about a datagram per round trip.
+        assert!(rate.pacing_bytes_per_second() >= shared.rate * 0.99);
+        let before = rate.pacing_bytes_per_second();
+        rate.on_sample(at(6_000), with_rtt(sample(1_250_000.0, 600), 160));
+        assert!(rate.pacing_bytes_per_second() > before);
+        // Overflow (loss above the random loss) halves it, once per round trip
+        // and a half however many reports show it.
+        let before = rate.pacing_bytes_per_second();
+        rate.set_peer_loss(at(6_010), 0.05);
+        rate.set_peer_loss(at(6_020), 0.05);
+        let after = rate.pacing_bytes_per_second();
+        assert!(after <= before * CONTENDED_BACKOFF * 1.01 && after >= before * 0.4);
+        // Random loss alone does not cut it.
+        let before = rate.pacing_bytes_per_second();
+        rate.set_peer_loss(at(7_000), 0.012);
+        assert!(rate.pacing_bytes_per_second() >= before);
+        // The other flow leaves: the queue drains and the estimate resumes
+        // from the shared rate.
+        rate.on_sample(at(7_100), sample(2_500_000.0, 700));
+        assert!(rate.contended.is_none());
+        assert!(rate.bottleneck_bytes_per_second() > 0.0);
     }
 }
