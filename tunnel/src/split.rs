@@ -24,6 +24,19 @@ use tgp_split::{ResetReason, SplitConfig, SplitEngine, SplitStats};
 
 use crate::config::{Config, TcpMode};
 
+fn engine(now: Timestamp, config: &Config, seed: u64) -> SplitEngine {
+    SplitEngine::new(
+        now,
+        SplitConfig {
+            mtu: usize::from(config.interface.mtu),
+            max_streams: config.interface.split_max_streams,
+            max_window: config.interface.split_window_cap,
+            seed,
+            ..SplitConfig::default()
+        },
+    )
+}
+
 /// How often the engines learn the sessions' rate and RTT.
 const PATH_UPDATE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -33,6 +46,8 @@ pub struct SplitMode {
     had_session: Vec<bool>,
     next_path_update: Timestamp,
     max_message: usize,
+    seed: u64,
+    engines_made: u64,
 }
 
 impl SplitMode {
@@ -41,24 +56,33 @@ impl SplitMode {
     /// sequence numbers; `max_message` is `Endpoint::max_packet_size`.
     pub fn new(now: Timestamp, config: &Config, seed: u64, max_message: usize) -> Self {
         let engines = (0..config.peers.len())
-            .map(|peer| {
-                SplitEngine::new(
-                    now,
-                    SplitConfig {
-                        mtu: usize::from(config.interface.mtu),
-                        max_streams: config.interface.split_max_streams,
-                        max_window: config.interface.split_window_cap,
-                        seed: seed.wrapping_add(peer as u64),
-                        ..SplitConfig::default()
-                    },
-                )
-            })
+            .map(|peer| engine(now, config, seed.wrapping_add(peer as u64)))
             .collect();
         SplitMode {
             engines,
             had_session: vec![false; config.peers.len()],
             next_path_update: now,
             max_message,
+            seed,
+            engines_made: config.peers.len() as u64,
+        }
+    }
+
+    /// An engine for a peer added by a reload (it takes the next id, as in
+    /// `Endpoint::add_peer`).
+    pub fn add_peer(&mut self, now: Timestamp, config: &Config) {
+        let seed = self.seed.wrapping_add(self.engines_made);
+        self.engines_made += 1;
+        self.engines.push(engine(now, config, seed));
+        self.had_session.push(false);
+    }
+
+    /// Drops a removed peer's engine (its connections go with it); later
+    /// peers' ids shift down, as in `Endpoint::remove_peer`.
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        if peer < self.engines.len() {
+            self.engines.remove(peer);
+            self.had_session.remove(peer);
         }
     }
 

@@ -490,16 +490,31 @@ fn operations_key_errors_name_their_keys() {
     for (line, expected) in [
         ("table = 0", "interface.table: 0 is not a routing table"),
         ("table = -3", "interface.table: -3 is not a routing table"),
-        ("table = \"sometimes\"", "interface.table: \"sometimes\" is not a routing table"),
-        ("table = 4294967296", "interface.table: 4294967296 is not a routing table"),
+        (
+            "table = \"sometimes\"",
+            "interface.table: \"sometimes\" is not a routing table",
+        ),
+        (
+            "table = 4294967296",
+            "interface.table: 4294967296 is not a routing table",
+        ),
         (
             "dns = [\"10.77.0.1\", \"10.77.0.300\"]",
             "interface.dns[1]: \"10.77.0.300\" is neither an IP address",
         ),
-        ("dns = [\"bad name\"]", "interface.dns[0]: \"bad name\" is neither"),
-        ("dns = [\"-x.example\"]", "interface.dns[0]: \"-x.example\" is neither"),
+        (
+            "dns = [\"bad name\"]",
+            "interface.dns[0]: \"bad name\" is neither",
+        ),
+        (
+            "dns = [\"-x.example\"]",
+            "interface.dns[0]: \"-x.example\" is neither",
+        ),
         ("dns = \"10.0.0.1\"", "interface.dns"),
-        ("masquerade = \"eth 0\"", "interface.masquerade: \"eth 0\" is not an interface name"),
+        (
+            "masquerade = \"eth 0\"",
+            "interface.masquerade: \"eth 0\" is not an interface name",
+        ),
         (
             "metrics_listen = \"localhost:9586\"",
             "interface.metrics_listen: \"localhost:9586\" is not an IP address and port",

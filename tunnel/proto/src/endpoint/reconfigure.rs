@@ -165,7 +165,7 @@ mod tests {
                     let _ = node.endpoint.handle_datagram(now, from, &mut datagram);
                 }
             }
-            now = now + Duration::from_millis(1);
+            now += Duration::from_millis(1);
             for node in nodes.iter_mut() {
                 if node.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                     node.endpoint.handle_timeout(now);
