@@ -46,6 +46,8 @@ pub struct PeerSnapshot {
     pub state: &'static str,
     /// Where its packets come from.
     pub endpoint: Option<String>,
+    /// The current session's id (16 hex digits); a rekey changes it.
+    pub session_id: Option<String>,
     /// Its allowed IPs.
     pub allowed_ips: Vec<String>,
     /// Sessions set up so far (rekeys included).
@@ -266,6 +268,7 @@ fn peer_snapshot(input: &StatusInput<'_>, peer: usize) -> Option<PeerSnapshot> {
         public_key: crate::keys::encode_key(&status.identity),
         state,
         endpoint: status.endpoint.map(|a| a.to_string()),
+        session_id: status.session_id.map(|id| format!("{id:016x}")),
         allowed_ips: input
             .config
             .peers
@@ -300,6 +303,7 @@ mod tests {
         assert_eq!(peer["public_key"], client_public_key().as_str());
         assert_eq!(peer["state"], "up");
         assert_eq!(peer["endpoint"], "10.0.0.2:40000");
+        assert_eq!(peer["session_id"].as_str().unwrap().len(), 16);
         assert_eq!(peer["allowed_ips"][0], "10.77.0.2/32");
         assert!(peer["sessions_started"].as_u64().unwrap() >= 1);
         let data = &peer["data"];

@@ -80,9 +80,7 @@ fn parse(text: &str) -> Result<Vec<Sample>, String> {
             }
             continue;
         }
-        let name_end = line
-            .find(['{', ' '])
-            .ok_or(format!("{line:?}"))?;
+        let name_end = line.find(['{', ' ']).ok_or(format!("{line:?}"))?;
         let name = &line[..name_end];
         let (labels, rest) = if line[name_end..].starts_with('{') {
             parse_labels(&line[name_end..]).map_err(|e| format!("{e} in {line:?}"))?
