@@ -539,3 +539,23 @@ fn load_remembers_an_absolute_source_and_key_path() {
     assert_eq!(source, std::fs::canonicalize(&path).unwrap());
     assert!(c.interface.private_key_file.is_absolute());
 }
+
+#[test]
+fn full_tunnel_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = Config::load(&dir.join("full-tunnel-server.toml")).unwrap();
+    let client = Config::load(&dir.join("full-tunnel-client.toml")).unwrap();
+    assert_eq!(server.interface.masquerade.as_deref(), Some("eth0"));
+    assert!(server.peers.iter().all(|p| p.endpoint.is_none()));
+    assert_eq!(client.interface.table, RouteTable::Auto);
+    assert_eq!(client.interface.dns.servers.len(), 2);
+    let all: Vec<String> = client.peers[0]
+        .allowed_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(all, ["0.0.0.0/0", "::/0"]);
+    // The server's key in the client is the one the server's peers would
+    // be given, and the laptops' keys differ.
+    assert_ne!(server.peers[0].public_key, server.peers[1].public_key);
+}
