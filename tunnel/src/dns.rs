@@ -238,4 +238,20 @@ mod tests {
         );
         assert_eq!(interface_order_prefix("eth*\n"), "eth.");
     }
+
+    proptest::proptest! {
+        /// Any interface-order file gives a prefix that is a name and a dot,
+        /// or nothing.
+        #[test]
+        fn interface_order_never_panics(order in "\\PC{0,200}") {
+            let prefix = interface_order_prefix(&order);
+            proptest::prop_assert!(
+                prefix.is_empty()
+                    || (prefix.ends_with('.')
+                        && prefix[..prefix.len() - 1]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            );
+        }
+    }
 }

@@ -361,8 +361,8 @@ impl HostChanges {
                     continue;
                 }
                 if !change.replaces {
-                    // Same key, other steps (e.g. after a crash cleanup
-                    // this never happens; keys carry the content).
+                    // The key names the whole change (a route's key is
+                    // the route), so this is the same change.
                     continue;
                 }
             }
@@ -651,14 +651,10 @@ mod tests {
         assert!(stale_interfaces(dir.path()).is_empty());
     }
 
-    #[test]
-    fn cleanup_undoes_a_dead_daemons_changes_and_spares_a_live_one() {
-        let dir = tempfile::tempdir().unwrap();
-        // A pid that is not a tgp process: this test binary's parent is
-        // cargo, and pid 1 is init.
+    fn write_state(dir: &Path, pid: u32) {
         let state = StateFile {
             interface: "tgp9".into(),
-            pid: 1,
+            pid,
             table: None,
             changes: vec![AppliedChange {
                 key: "nothing".into(),
@@ -667,16 +663,32 @@ mod tests {
             }],
         };
         std::fs::write(
-            state_path(dir.path(), "tgp9"),
+            state_path(dir, "tgp9"),
             serde_json::to_string(&state).unwrap(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn cleanup_undoes_a_dead_daemons_changes_and_spares_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A live process named tgp (a copy of sleep): its state is left.
+        let fake = dir.path().join("tgp");
+        std::fs::copy("/bin/sleep", &fake).unwrap();
+        let mut live = std::process::Command::new(&fake).arg("30").spawn().unwrap();
+        write_state(dir.path(), live.id());
+        let tools = Tools::only_in(dir.path());
+        let error = cleanup_stale(&tools, dir.path(), "tgp9").unwrap_err();
+        assert!(error.to_string().contains("still runs"), "{error}");
         assert_eq!(stale_interfaces(dir.path()), vec!["tgp9".to_string()]);
-        assert_eq!(
-            cleanup_stale(&Tools::only_in(dir.path()), dir.path(), "tgp9").unwrap(),
-            Some(1)
-        );
+        live.kill().unwrap();
+        live.wait().unwrap();
+        // Once it is gone, its changes are undone.
+        assert_eq!(cleanup_stale(&tools, dir.path(), "tgp9").unwrap(), Some(1));
         assert!(stale_interfaces(dir.path()).is_empty());
+        // A pid that is not tgp (init) does not hold its state either.
+        write_state(dir.path(), 1);
+        assert_eq!(cleanup_stale(&tools, dir.path(), "tgp9").unwrap(), Some(1));
     }
 
     /// A stand-in `ip` that logs its arguments (and input) and fails when

@@ -559,3 +559,34 @@ fn full_tunnel_examples_are_valid() {
     // be given, and the laptops' keys differ.
     assert_ne!(server.peers[0].public_key, server.peers[1].public_key);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Whatever the dns entries, table, masquerade and metrics_listen
+    /// values say, validation never panics, and an error names its key.
+    #[test]
+    fn operations_keys_never_panic(
+        dns in proptest::collection::vec("\\PC{0,40}", 0..4),
+        table in "\\PC{0,12}",
+        number in proptest::prelude::any::<i64>(),
+        masquerade in "\\PC{0,20}",
+        listen in "\\PC{0,24}",
+    ) {
+        let quoted: Vec<String> = dns.iter().map(|d| format!("{:?}", d)).collect();
+        for table_value in [format!("{table:?}"), number.to_string()] {
+            let text = minimal(&format!(
+                "dns = [{}]\ntable = {table_value}\nmasquerade = {masquerade:?}\nmetrics_listen = {listen:?}\n",
+                quoted.join(", ")
+            ));
+            if let Err(ConfigErrors(errors)) = Config::from_toml_str(&text, Path::new("/x")) {
+                for e in errors {
+                    proptest::prop_assert!(
+                        e.key.is_empty() || e.key.starts_with("interface."),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -268,3 +268,11 @@ async fn the_endpoint_answers_get_metrics_over_http() {
     assert!(answer.ends_with("\r\n\r\n# EOF\n"), "{answer}");
     assert!(get("/other").await.starts_with("HTTP/1.1 404"));
 }
+
+proptest::proptest! {
+    /// Any request head is answered without a panic.
+    #[test]
+    fn request_heads_never_panic(head in "\\PC{0,200}") {
+        let _ = request_target(&head);
+    }
+}
