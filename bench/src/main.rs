@@ -2,8 +2,10 @@
 //! the deterministic simulator and prints the table of the delivery issue;
 //! `compare`, `latency`, `game`, `cpu` and `demo` measure real sockets over
 //! an impaired path between network namespaces (netem/link); `report`
-//! makes the tables and plots of a results directory.
+//! makes the tables and plots of a results directory; `bft` runs TGP-BFT
+//! in the simulator.
 
+mod bft;
 mod compare;
 mod game;
 mod latency;
@@ -32,6 +34,9 @@ enum Command {
     /// Data plane in the deterministic simulator: capacity fraction, wire
     /// overhead, deadline delivery, bottleneck queueing, sharing.
     Sim(sim::SimArgs),
+    /// TGP-BFT agreement in the deterministic simulator: share of runs
+    /// committed within a deadline, p50/p99 time, packets and bytes.
+    Bft(bft::BftArgs),
     /// iperf3 goodput of every system over one impaired path per loss rate,
     /// with wire bytes per delivered byte and CPU seconds.
     Compare(compare::CompareArgs),
@@ -64,6 +69,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Sim(args) => sim::run(&args),
+        Command::Bft(args) => bft::run(&args),
         Command::Compare(args) => real(|| compare::run(&args)),
         Command::Cpu(args) => real(|| compare::cpu(&args)),
         Command::Demo(args) => real(|| compare::demo(&args)),

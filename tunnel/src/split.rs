@@ -45,6 +45,8 @@ pub struct SplitMode {
     engines: Vec<SplitEngine>,
     had_session: Vec<bool>,
     next_path_update: Timestamp,
+    /// Per peer: bytes received from it at the last path update, and when.
+    inbound: Vec<Option<(Timestamp, u64)>>,
     max_message: usize,
     seed: u64,
     engines_made: u64,
@@ -62,6 +64,7 @@ impl SplitMode {
             engines,
             had_session: vec![false; config.peers.len()],
             next_path_update: now,
+            inbound: vec![None; config.peers.len()],
             max_message,
             seed,
             engines_made: config.peers.len() as u64,
@@ -160,7 +163,20 @@ impl SplitMode {
             for (peer, engine) in self.engines.iter_mut().enumerate() {
                 if let Some(data) = endpoint.data_plane(peer) {
                     let stats = data.stats();
-                    engine.set_path(stats.pacing_rate_bits_per_second, stats.smoothed_rtt);
+                    // Credit is granted by the receiving end, whose own pace
+                    // is the reverse direction's (often just acknowledgements):
+                    // size windows by what actually arrives too.
+                    let received = stats.bytes_received;
+                    let inbound = match self.inbound[peer].replace((now, received)) {
+                        Some((at, bytes)) if now > at && received >= bytes => {
+                            ((received - bytes) as f64 * 8.0 / (now - at).as_secs_f64()) as u64
+                        }
+                        _ => 0,
+                    };
+                    let rate = stats
+                        .pacing_rate_bits_per_second
+                        .max(inbound.saturating_mul(3) / 2);
+                    engine.set_path(rate, stats.smoothed_rtt);
                 }
             }
         }

@@ -210,12 +210,14 @@ fn deadline_stream_is_on_time_at_most_once_and_agreed() {
         "delivered {}",
         b.report.deadline_segments
     );
-    // Never late by more than the one-way estimate's error.
+    // Never later than the receiver's clock allows: the deadline (50 ms)
+    // beyond the fastest delivery seen, so at most the base one-way delay
+    // (10 ms) past the deadline, with 2 ms for the link's jitter.
     let late = b
         .report
         .deadline_latencies_micros
         .iter()
-        .filter(|&&l| l > 52_000)
+        .filter(|&&l| l > 62_000)
         .count();
     assert_eq!(late, 0);
     records_match(&p);

@@ -336,7 +336,7 @@ impl DataPlane {
 
     /// The queue manager's target: a tenth of the round trip tolerated
     /// (within the configured bounds), for about a round trip.
-    fn queue_target(&self) -> Target {
+    pub(super) fn queue_target(&self) -> Target {
         let srtt = self.rate.smoothed_rtt();
         Target {
             delay: (srtt / 10).clamp(
@@ -570,7 +570,7 @@ impl DataPlane {
         let loss = receipt.loss_per_65536 as f64 / 65536.0;
         self.peer_loss = Some(loss);
         self.stats.loss_outbound = loss;
-        self.rate.set_peer_loss(loss);
+        self.rate.set_peer_loss(now, loss);
         self.rate
             .on_peer_bytes_received(now, receipt.bytes_received);
         self.outgoing
@@ -595,7 +595,7 @@ impl DataPlane {
             (self.rate.bottleneck_bytes_per_second() * 8.0) as u64;
         self.stats.min_rtt = self.rate.min_rtt();
         self.stats.smoothed_rtt = self.rate.smoothed_rtt();
-        let p = self.peer_loss.unwrap_or(0.0).min(self.config.loss_cap());
+        let p = self.outbound_loss().unwrap_or(0.0);
         self.stats.redundancy = p / (1.0 - p);
     }
 

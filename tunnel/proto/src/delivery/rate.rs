@@ -12,7 +12,9 @@
 //!   sender was short of data (an inner TCP still in slow start) do not
 //!   count against growth, so a slowly opening TCP is never mistaken for
 //!   the path's limit. It ends when a queue starts to build, or after three
-//!   backlogged rounds without growth; a short drain follows.
+//!   backlogged rounds without growth; its samples are then capped by what
+//!   arrived (a long path overshoots by several times before the queue
+//!   shows), and a short drain follows.
 //! - **Probing**: one round in eight at 1.25, one at 0.75 (only if there is
 //!   a queue to drain), the rest at 1.
 //!   When the send queue backs up while the path shows no queue (demand
@@ -163,6 +165,8 @@ pub struct RateController {
     peer_loss: f64,
     /// Loss reported while the path showed no queue: random loss.
     clean_loss: Option<f64>,
+    /// When a round trip last showed a queue (above half the target).
+    queue_seen_at: Option<Timestamp>,
     /// When a backlog last sent the controller searching, and the estimate
     /// then.
     last_search: Option<(Timestamp, f64)>,
@@ -194,6 +198,7 @@ impl RateController {
             arrived_anchor: None,
             peer_loss: 0.0,
             clean_loss: None,
+            queue_seen_at: None,
             last_search: None,
             search_rest: SEARCH_REST_MIN,
             backlog: 0,
@@ -251,11 +256,17 @@ impl RateController {
         self.backlog = queued_bytes;
     }
 
-    /// Records the loss the peer measured on our packets (0..1).
-    pub fn set_peer_loss(&mut self, loss: f64) {
+    /// Records the loss the peer measured on our packets (0..1). It counts
+    /// as random loss only when the packets it covers met no queue: none
+    /// seen for two round trips (the peer measures over a window of
+    /// packets sent a round trip ago, so an overflow shows in its reports
+    /// after the queue itself has drained).
+    pub fn set_peer_loss(&mut self, now: Timestamp, loss: f64) {
         self.peer_loss = loss.clamp(0.0, 1.0);
-        if self.min_rtt.get().is_some() && self.queue_delay() <= self.config.queue_delay_target / 2
-        {
+        let quiet = self
+            .queue_seen_at
+            .is_none_or(|at| now - at > self.smoothed_rtt() * 2);
+        if self.min_rtt.get().is_some() && quiet {
             let clean = self.clean_loss.get_or_insert(self.peer_loss);
             *clean += (self.peer_loss - *clean) / 8.0;
         }
@@ -276,6 +287,12 @@ impl RateController {
         }
         let window = self.filter_window();
         windowed_max(&mut self.arrived_samples, now, window);
+    }
+
+    /// The random loss of the path: the peer's reports while no queue
+    /// stood (overflow loss excluded), if any came yet.
+    pub fn random_loss(&self) -> Option<f64> {
+        self.clean_loss
     }
 
     fn filter_window(&self) -> Duration {
@@ -316,7 +333,12 @@ impl RateController {
             Some(s) => (s * 7 + sample.rtt) / 8,
         });
         self.min_rtt.push(now, sample.rtt, MIN_RTT_WINDOW);
+        if self.queue_delay() > self.config.queue_delay_target / 2 {
+            self.queue_seen_at = Some(now);
+        }
         let congested = self.congested();
+        let estimate_before = self.bottleneck;
+        let mut pushed = false;
         if let Some(mut rate) = sample.serviced_bytes_per_second {
             // Under a standing queue the serviced rate may count what the
             // queue dropped (we may be the ones overflowing it): what
@@ -335,6 +357,10 @@ impl RateController {
             } else {
                 !sample.app_limited && congested
             };
+            // A backlogged sample that kept up with the estimate: the
+            // sender pushed the path (a slow-starting TCP's burst leaves a
+            // moment's backlog, but delivers far below the estimate).
+            pushed = !sample.app_limited && rate >= 0.9 * estimate_before;
             if allowed && rate.is_finite() && rate > 0.0 {
                 self.bandwidth_samples.push_back((now, rate));
             }
@@ -343,7 +369,7 @@ impl RateController {
         if let Some(max) = windowed_max(&mut self.bandwidth_samples, now, window) {
             self.bottleneck = max;
         }
-        self.round_backlogged |= !sample.app_limited;
+        self.round_backlogged |= pushed;
         let round_start = sample.acked_packet >= self.round_end_packet;
         if round_start {
             self.round_end_packet = sample.next_packet;
@@ -363,10 +389,16 @@ impl RateController {
                 }
                 // Leave at the first sign of a standing queue: at this gain
                 // the queue grows fast, and the signal is a round trip old.
-                let queue_building = self.min_rtt.get().is_some()
+                // Only a backlogged sample tells: an idle or sparse sender
+                // sees jitter, not a queue it built.
+                let queue_building = !sample.app_limited
+                    && self.min_rtt.get().is_some()
                     && self.queue_delay() > self.config.queue_delay_target / 2;
                 if self.rounds_without_growth >= 3 || queue_building {
                     self.mode = RateMode::Drain;
+                }
+                if queue_building {
+                    self.clamp_to_arrivals();
                 }
             }
             RateMode::Drain => {
@@ -379,7 +411,8 @@ impl RateController {
                 }
             }
             RateMode::ProbeUp { gain, start } => {
-                let queue_building = self.queue_delay() > self.config.queue_delay_target / 2;
+                let queue_building =
+                    !sample.app_limited && self.queue_delay() > self.config.queue_delay_target / 2;
                 if queue_building {
                     self.end_probe(now);
                 } else if round_start {
@@ -403,6 +436,19 @@ impl RateController {
                     self.cycle_started = now;
                 }
             }
+        }
+    }
+
+    /// Leaving start-up: its samples may count what an overflowing queue
+    /// dropped (the congestion signal is a round trip old, and the rate
+    /// doubled meanwhile; on a long path that is several times the link).
+    /// What arrived bounds them, now with the cruising headroom.
+    fn clamp_to_arrivals(&mut self) {
+        if let Some(bound) = self.arrival_bound() {
+            for (_, rate) in self.bandwidth_samples.iter_mut() {
+                *rate = rate.min(bound);
+            }
+            self.bottleneck = self.bottleneck.min(bound);
         }
     }
 
@@ -527,7 +573,7 @@ mod tests {
         let mut rate = RateController::new(at(0), config());
         for i in 0..50 {
             rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
-            rate.set_peer_loss(0.3);
+            rate.set_peer_loss(at(i * 100), 0.3);
             rate.on_peer_bytes_received(at(i * 100), i * 175_000);
         }
         assert!(rate.bottleneck_bytes_per_second() >= 2_400_000.0);
@@ -541,7 +587,7 @@ mod tests {
         // receiving only 100 kB/s with no loss.
         for i in 0..50 {
             rate.on_sample(at(i * 100), sample(100_000_000.0, i * 10));
-            rate.set_peer_loss(0.0);
+            rate.set_peer_loss(at(i * 100), 0.0);
             rate.on_peer_bytes_received(at(i * 100), i * 10_000);
         }
         // At most 1.5 × what arrives (100 kB/s), not the claimed 100 MB/s.
@@ -562,5 +608,67 @@ mod tests {
             rate.on_peer_bytes_received(at(i * 100), i * 1_000_000);
         }
         assert!(rate.pacing_bytes_per_second() <= 1_000_000.0);
+    }
+
+    fn with_rtt(mut sample: RateSample, rtt_ms: u64) -> RateSample {
+        sample.rtt = Duration::from_millis(rtt_ms);
+        sample
+    }
+
+    #[test]
+    fn a_slow_starting_senders_bursts_do_not_end_start_up() {
+        let mut rate = RateController::new(at(0), config());
+        // Backlogged for a moment at each burst, but delivering a tenth of
+        // the initial rate: the sender is not pushing the path yet.
+        for i in 0..40 {
+            rate.on_sample(at(i * 100), sample(12_500.0, i * 10));
+        }
+        assert_eq!(rate.mode, RateMode::Startup);
+        // Once it pushes at the estimate without growth, start-up ends.
+        for i in 40..80 {
+            rate.on_sample(at(i * 100), sample(125_000.0, i * 10));
+        }
+        assert_ne!(rate.mode, RateMode::Startup);
+    }
+
+    #[test]
+    fn an_overshooting_start_up_is_cut_back_to_what_arrived() {
+        let mut rate = RateController::new(at(0), config());
+        // Serviced-rate samples growing to 38 MB/s (they count what an
+        // overflowing queue dropped) while 2.5 MB/s arrives, then the
+        // queue shows.
+        for i in 0..10 {
+            let serviced = 1_000_000.0 * 1.5f64.powi(i as i32);
+            rate.on_sample(at(i * 100), sample(serviced, i * 10));
+            rate.on_peer_bytes_received(at(i * 100), i * 250_000);
+        }
+        assert_eq!(rate.mode, RateMode::Startup);
+        rate.on_sample(at(1_000), with_rtt(sample(10_000_000.0, 100), 150));
+        assert_eq!(rate.mode, RateMode::Drain);
+        assert!(rate.bottleneck_bytes_per_second() <= 2_500_000.0 * 1.1 * 1.01);
+    }
+
+    #[test]
+    fn loss_reported_after_a_queue_is_not_random_loss() {
+        let mut rate = RateController::new(at(0), config());
+        for i in 0..20 {
+            rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
+            rate.set_peer_loss(at(i * 100), 0.01);
+        }
+        let random = rate.random_loss().unwrap();
+        assert!((random - 0.01).abs() < 0.005);
+        // A queue stands, drains, and the overflow shows in the reports
+        // for the next round trips: not random loss.
+        rate.on_sample(at(2_000), with_rtt(sample(2_500_000.0, 200), 160));
+        for i in 0..3 {
+            rate.on_sample(at(2_050 + i * 50), sample(2_500_000.0, 210 + i * 10));
+            rate.set_peer_loss(at(2_050 + i * 50), 0.4);
+        }
+        assert!(rate.random_loss().unwrap() < 0.02);
+        // Reports long after the queue drained count again.
+        for i in 0..40 {
+            rate.set_peer_loss(at(3_000 + i * 50), 0.2);
+        }
+        assert!(rate.random_loss().unwrap() > 0.15);
     }
 }

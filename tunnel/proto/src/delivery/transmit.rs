@@ -16,10 +16,15 @@ use crate::wire::frame::Frame;
 use std::time::Duration;
 
 impl DataPlane {
-    /// Loss of our packets: as the peer reports it, or until it has, the
-    /// loss we see on the peer's packets (paths are often symmetric).
+    /// Random loss of our packets, what proactive repair covers: the
+    /// peer's reports while no queue stood (loss from a queue we overflow
+    /// is for the rate to fix, not for more redundancy), or until there is
+    /// one, the peer's latest report, or until that, the loss we see on
+    /// the peer's packets (paths are often symmetric).
     pub(super) fn outbound_loss(&self) -> Option<f64> {
-        self.peer_loss
+        self.rate
+            .random_loss()
+            .or(self.peer_loss)
             .or(self.loss_meter.estimate())
             .map(|p| p.min(self.config.loss_cap()))
     }
@@ -103,6 +108,12 @@ impl DataPlane {
 
     fn send_source(&mut self, now: Timestamp, segment: QueuedSegment, out: &mut Vec<u8>) {
         self.rate.set_backlog(self.queue.queued_bytes());
+        // Segments that waited longer than the queue manager's target: the
+        // pace is below demand (streams included, which the queue manager
+        // never refuses).
+        if now - segment.enqueued_at > self.queue_target().delay {
+            self.rate.on_send_backlog(now);
+        }
         let context = self.repair_context();
         let more_queued = !self.queue.is_empty();
         self.window
