@@ -78,6 +78,7 @@ impl SplitMode {
         self.engines_made += 1;
         self.engines.push(engine(now, config, seed));
         self.had_session.push(false);
+        self.inbound.push(None);
     }
 
     /// Drops a removed peer's engine (its connections go with it); later
@@ -86,6 +87,7 @@ impl SplitMode {
         if peer < self.engines.len() {
             self.engines.remove(peer);
             self.had_session.remove(peer);
+            self.inbound.remove(peer);
         }
     }
 
@@ -228,5 +230,55 @@ impl SplitMode {
     /// A peer's split counters.
     pub fn stats(&self, peer: PeerId) -> Option<&SplitStats> {
         self.engines.get(peer).map(|engine| engine.stats())
+    }
+}
+
+#[cfg(test)]
+mod reconfigure_tests {
+    use super::*;
+
+    fn config(peers: usize) -> Config {
+        let mut text = String::from(
+            "[interface]\naddresses = [\"10.77.0.1/24\"]\nlisten_port = 1\nprivate_key_file = \"k\"\n",
+        );
+        for n in 0..peers {
+            let key = crate::keys::public_key_base64(&tgp_proto::crypto::SigningKey::from_bytes(
+                &[n as u8 + 1; 32],
+            ));
+            text.push_str(&format!(
+                "[[peer]]\npublic_key = \"{key}\"\nallowed_ips = [\"10.77.0.{}/32\"]\n",
+                n + 2
+            ));
+        }
+        Config::from_toml_str(&text, std::path::Path::new("/")).unwrap()
+    }
+
+    #[test]
+    fn per_peer_state_follows_added_and_removed_peers() {
+        let now = Timestamp::ZERO;
+        let mut split = SplitMode::new(now, &config(2), 7, 1200);
+        split.add_peer(now, &config(3));
+        split.add_peer(now, &config(4));
+        split.remove_peer(0);
+        split.remove_peer(9);
+        let lengths = [
+            split.engines.len(),
+            split.had_session.len(),
+            split.inbound.len(),
+        ];
+        assert_eq!(lengths, [3, 3, 3]);
+        assert!(split.stats(2).is_some() && split.stats(3).is_none());
+        // Every peer's engine is reachable by the per-peer paths.
+        for peer in 0..3 {
+            split.handle_event(
+                now,
+                &Event::SessionUp {
+                    peer,
+                    session_id: 1,
+                    rekeyed: false,
+                },
+            );
+        }
+        assert!(split.had_session.iter().all(|h| *h));
     }
 }
