@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use tgp_adapters::{mss_for_mtu, IpVersion, RuleProtocol};
 use tgp_proto::DeliveryClass;
-use tgp_tunnel::config::{Config, Peer};
+use tgp_tunnel::config::{Config, Peer, RouteTable};
 use tgp_tunnel::keys;
 use tgp_units::format_duration;
 
@@ -241,6 +241,37 @@ fn print_summary(path: &Path, config: &Config, public_key: &str) {
     match i.rate_ceiling {
         Some(ceiling) => println!("  rate ceiling  {ceiling}"),
         None => println!("  rate ceiling  none (the path's rate is measured)"),
+    }
+    let full = tgp_tunnel::routes::full_tunnel_families(config);
+    match i.table {
+        RouteTable::Off => println!("  routes        none (table = \"off\")"),
+        RouteTable::Table(n) => println!("  routes        in table {n}"),
+        RouteTable::Auto if full.is_empty() => {
+            println!("  routes        one per allowed prefix outside the interface subnet")
+        }
+        RouteTable::Auto => println!(
+            "  routes        full tunnel ({}): default routes in their own table, fwmark policy rules",
+            full.iter()
+                .map(|f| format!("{f:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    }
+    if !i.dns.is_empty() {
+        let entries: Vec<String> = i
+            .dns
+            .servers
+            .iter()
+            .map(ToString::to_string)
+            .chain(i.dns.search.iter().cloned())
+            .collect();
+        println!("  dns           {}", entries.join(", "));
+    }
+    if let Some(out) = &i.masquerade {
+        println!("  masquerade    the peers' traffic leaving through {out} (IP forwarding on)");
+    }
+    if let Some(address) = i.metrics_listen {
+        println!("  metrics       http://{address}/metrics");
     }
     for (index, peer) in config.peers.iter().enumerate() {
         print_peer(index, peer);
