@@ -21,6 +21,14 @@
 //! tcp_mode = "split"                     # optional: "split" (default) or "segment"
 //! split_max_streams = 4096               # optional: split connections at once, per peer
 //! split_window_cap = "16MiB"             # optional: largest stream window (buffer) each way
+//! table = "auto"                         # optional: "auto" (default): a route per allowed
+//!                                        # prefix, a full tunnel for 0.0.0.0/0 or ::/0;
+//!                                        # "off": no routes; a number or "main": that table
+//! dns = ["10.77.0.1", "corp.example"]    # optional: name servers and search domains, set
+//!                                        # through resolvectl or resolvconf while up
+//! masquerade = "eth0"                    # optional: NAT the peers' traffic leaving eth0
+//!                                        # (nftables; also turns IP forwarding on)
+//! metrics_listen = "127.0.0.1:9586"      # optional: Prometheus text at /metrics
 //!
 //! [[peer]]
 //! public_key = "base64 of 32 bytes"
@@ -74,6 +82,8 @@ pub const MAX_SPLIT_MAX_STREAMS: usize = 65_536;
 pub const DEFAULT_SPLIT_WINDOW_CAP: u64 = 16 << 20;
 /// Bounds of `split_window_cap`: at least the initial credit, at most 1 GiB.
 pub const SPLIT_WINDOW_CAP_RANGE: (u64, u64) = (256 << 10, 1 << 30);
+/// The main routing table's number.
+pub const MAIN_TABLE: u32 = 254;
 /// Linux IFNAMSIZ − 1.
 const MAX_INTERFACE_NAME_LEN: usize = 15;
 
@@ -130,6 +140,9 @@ pub struct Config {
     pub interface: Interface,
     /// The peers, in file order (their index is the [`tgp_adapters::PeerIndex`]).
     pub peers: Vec<Peer>,
+    /// The file it was read from (absolute when it could be made so), for
+    /// `tgp reload`; `None` for config text that came from elsewhere.
+    pub source: Option<PathBuf>,
 }
 
 /// The `[interface]` table.
@@ -157,6 +170,45 @@ pub struct Interface {
     pub split_max_streams: usize,
     /// Largest stream window each way, bytes (`split_window_cap`).
     pub split_window_cap: u64,
+    /// Which routes `tgp up` installs (`table`).
+    pub table: RouteTable,
+    /// Name servers and search domains while the tunnel is up (`dns`).
+    pub dns: Dns,
+    /// NAT the peers' traffic that leaves through this interface (`masquerade`).
+    pub masquerade: Option<String>,
+    /// Where the Prometheus endpoint listens (`metrics_listen`).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Which routes `tgp up` installs for the peers' allowed IPs (like
+/// wg-quick's `Table`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteTable {
+    /// A route per allowed prefix in the main table; a default route
+    /// (`0.0.0.0/0`, `::/0`) makes a full tunnel: its own table, chosen
+    /// free, with policy rules so the underlay's packets (marked) still
+    /// use the host's routes.
+    Auto,
+    /// No routes at all.
+    Off,
+    /// Every route, the default ones too, in this table; no policy rules.
+    Table(u32),
+}
+
+/// The `dns` key, split into addresses and names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// Name servers.
+    pub servers: Vec<std::net::IpAddr>,
+    /// Search domains.
+    pub search: Vec<String>,
+}
+
+impl Dns {
+    /// Whether the key sets nothing.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty()
+    }
 }
 
 /// How TCP connections are carried.
@@ -221,7 +273,15 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml_str(&text, base).map_err(LoadError::Invalid)
+        let mut config = Config::from_toml_str(&text, base).map_err(LoadError::Invalid)?;
+        config.source = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        // Relative key paths stay valid if the daemon's directory changes.
+        if config.interface.private_key_file.is_relative() {
+            if let Ok(absolute) = std::fs::canonicalize(&config.interface.private_key_file) {
+                config.interface.private_key_file = absolute;
+            }
+        }
+        Ok(config)
     }
 
     /// Validate config text; relative paths are resolved against `base_dir`.
@@ -295,6 +355,10 @@ struct RawInterface {
     tcp_mode: Option<Text>,
     split_max_streams: Option<Spanned<i64>>,
     split_window_cap: Option<Text>,
+    table: Option<Spanned<toml::Value>>,
+    dns: Option<Spanned<Vec<Text>>>,
+    masquerade: Option<Text>,
+    metrics_listen: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -449,6 +513,7 @@ impl Validator<'_> {
         Some(Config {
             interface: interface?,
             peers,
+            source: None,
         })
     }
 
@@ -616,6 +681,43 @@ impl Validator<'_> {
             }
         };
 
+        let table = raw.table.as_ref().map_or(RouteTable::Auto, |value| {
+            self.route_table(value).unwrap_or(RouteTable::Auto)
+        });
+        let dns = raw.dns.map(|list| self.dns(list)).unwrap_or_default();
+        let masquerade = raw.masquerade.and_then(|text| {
+            let at = text.span().start;
+            let name = text.into_inner();
+            if is_usable_interface_name(&name) {
+                Some(name)
+            } else {
+                self.error(
+                    "interface.masquerade",
+                    at,
+                    format!(
+                        "{name:?} is not an interface name; give the interface the peers' \
+                         traffic leaves through, like \"eth0\""
+                    ),
+                );
+                None
+            }
+        });
+        let metrics_listen = raw.metrics_listen.and_then(|text| {
+            text.get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    self.error(
+                        "interface.metrics_listen",
+                        text.span().start,
+                        format!(
+                            "{:?} is not an IP address and port, like \"127.0.0.1:9586\"",
+                            text.get_ref()
+                        ),
+                    );
+                })
+                .ok()
+        });
+
         (self.errors.len() == errors_before).then_some(Interface {
             name,
             addresses,
@@ -627,7 +729,60 @@ impl Validator<'_> {
             tcp_mode,
             split_max_streams,
             split_window_cap,
+            table,
+            dns,
+            masquerade,
+            metrics_listen,
         })
+    }
+
+    fn route_table(&mut self, value: &Spanned<toml::Value>) -> Option<RouteTable> {
+        let at = value.span().start;
+        let parsed = match value.get_ref() {
+            toml::Value::String(s) if s == "auto" => Some(RouteTable::Auto),
+            toml::Value::String(s) if s == "off" => Some(RouteTable::Off),
+            toml::Value::String(s) if s == "main" => Some(RouteTable::Table(MAIN_TABLE)),
+            toml::Value::Integer(n) => u32::try_from(*n)
+                .ok()
+                .filter(|n| *n != 0)
+                .map(RouteTable::Table),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                "interface.table",
+                at,
+                format!(
+                    "{} is not a routing table; give \"auto\", \"off\", \"main\" \
+                     or a table number (1 to 4294967295)",
+                    value.get_ref()
+                ),
+            );
+        }
+        parsed
+    }
+
+    fn dns(&mut self, list: Spanned<Vec<Text>>) -> Dns {
+        let mut dns = Dns::default();
+        for (i, text) in list.into_inner().into_iter().enumerate() {
+            let entry = text.get_ref().trim();
+            if let Ok(address) = entry.parse::<std::net::IpAddr>() {
+                dns.servers.push(address);
+            } else if is_domain_name(entry) {
+                dns.search.push(entry.trim_end_matches('.').to_owned());
+            } else {
+                self.error(
+                    format!("interface.dns[{i}]"),
+                    text.span().start,
+                    format!(
+                        "{:?} is neither an IP address (a name server) nor a domain name \
+                         (a search domain)",
+                        text.get_ref()
+                    ),
+                );
+            }
+        }
+        dns
     }
 
     fn peer(&mut self, key: &str, raw: RawPeer) -> Option<Peer> {
@@ -865,6 +1020,25 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     number.checked_mul(scale).ok_or_else(bad)
+}
+
+/// A DNS name: dot-separated labels of 1-63 letters, digits, hyphens and
+/// underscores, not starting or ending with a hyphen, 253 bytes at most;
+/// at least one letter (so that a mistyped address is not taken for one).
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().any(|c| c.is_ascii_alphabetic())
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// Linux accepts 1-15 bytes without '/', ':' (alias syntax) or whitespace.

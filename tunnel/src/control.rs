@@ -1,8 +1,8 @@
 //! The control socket: how `tgp status` and `tgp down` talk to a running
 //! `tgp up`. One Unix stream socket per interface at
 //! `/run/tgp/<interface>.sock`, in a directory only root may enter. A
-//! client writes one line (`status` or `down`) and reads the answer until
-//! the daemon closes the connection.
+//! client writes one line (`status`, `status json`, `reload` or `down`)
+//! and reads the answer until the daemon closes the connection.
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
@@ -26,6 +26,25 @@ pub enum ControlRequest {
     Status(oneshot::Sender<String>),
     /// Stop the daemon.
     Down(oneshot::Sender<String>),
+    /// The status as JSON (`tgp status --json`).
+    StatusJson(oneshot::Sender<String>),
+    /// Re-read the config file and apply what changed (`tgp reload`).
+    Reload(oneshot::Sender<String>),
+    /// Prometheus metrics, for the metrics endpoint.
+    Metrics(oneshot::Sender<String>),
+}
+
+impl ControlRequest {
+    /// The request a control line asks for, answered through `reply`.
+    pub fn from_line(line: &str, reply: oneshot::Sender<String>) -> Option<ControlRequest> {
+        match line.trim() {
+            "status" => Some(ControlRequest::Status(reply)),
+            "status json" => Some(ControlRequest::StatusJson(reply)),
+            "reload" => Some(ControlRequest::Reload(reply)),
+            "down" => Some(ControlRequest::Down(reply)),
+            _ => None,
+        }
+    }
 }
 
 /// The control socket's path for an interface.
@@ -84,12 +103,13 @@ async fn answer(stream: UnixStream, requests: mpsc::Sender<ControlRequest>) -> R
     let mut reader = BufReader::new(reader.take(256));
     tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await??;
     let (reply_tx, reply_rx) = oneshot::channel();
-    let request = match line.trim() {
-        "status" => ControlRequest::Status(reply_tx),
-        "down" => ControlRequest::Down(reply_tx),
-        other => {
-            let message =
-                format!("tgp: unknown control request {other:?}; expected status or down\n");
+    let request = match ControlRequest::from_line(&line, reply_tx) {
+        Some(request) => request,
+        None => {
+            let message = format!(
+                "tgp: unknown control request {:?}; expected status, status json, reload or down\n",
+                line.trim()
+            );
             writer.write_all(message.as_bytes()).await?;
             return Ok(());
         }

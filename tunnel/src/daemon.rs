@@ -11,6 +11,7 @@
 use crate::config::Config;
 use crate::control::{self, ControlRequest};
 use crate::split::SplitMode;
+use crate::system::HostSetup;
 use anyhow::{bail, Context, Result};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -81,6 +82,10 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
 
 /// Everything the loop owns.
 struct Tunnel {
+    /// Routes, DNS, firewall: undone when the tunnel is dropped (first,
+    /// while the interface still exists).
+    host: HostSetup,
+    own_public_key: [u8; 32],
     config: Config,
     clock: Clock,
     endpoint: Endpoint,
@@ -118,6 +123,7 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_millis() as u64;
+    let own_public_key = identity.verifying_key().to_bytes();
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
     let endpoint = Endpoint::new(
@@ -145,11 +151,18 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
         "tunnel up"
     );
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(8);
-    let control_guard =
-        control::serve(&config.interface.name, control_tx).context("opening the control socket")?;
+    let control_guard = control::serve(&config.interface.name, control_tx.clone())
+        .context("opening the control socket")?;
+    let host = HostSetup::up(&config).context("setting up routes, DNS and firewall rules")?;
+    crate::system::mark_socket(&socket, host.fwmark())?;
+    if let Some(address) = config.interface.metrics_listen {
+        crate::metrics::serve(address, control_tx).await?;
+    }
     let split_seed = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8])) ^ 0x5eed;
     let split = SplitMode::new(clock.now(), &config, split_seed, max_packet);
     let mut tunnel = Tunnel {
+        host,
+        own_public_key,
         allowed_ips: config.allowed_ips(),
         split,
         config,
@@ -167,6 +180,7 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
     };
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut tun_buffer = vec![0u8; 65536];
     let mut udp_buffer = vec![0u8; 65536];
     loop {
@@ -217,8 +231,17 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
                         info!("down requested over the control socket");
                         break;
                     }
+                    ControlRequest::StatusJson(reply) => {
+                        let _ = reply.send(crate::snapshot::Snapshot::collect(&tunnel.status_input()).to_json());
+                    }
+                    ControlRequest::Metrics(reply) => {
+                        let snapshot = crate::snapshot::Snapshot::collect(&tunnel.status_input());
+                        let _ = reply.send(crate::metrics::encode_snapshot(&snapshot));
+                    }
+                    ControlRequest::Reload(reply) => { let _ = reply.send(tunnel.reload()); }
                 }
             }
+            _ = hangup.recv() => { info!("SIGHUP: reloading"); tunnel.reload(); }
             _ = interrupt.recv() => { info!("SIGINT: going down"); break; }
             _ = terminate.recv() => { info!("SIGTERM: going down"); break; }
         }
@@ -449,8 +472,42 @@ impl Tunnel {
         }
     }
 
+    /// Re-reads the config file and applies what changed (see
+    /// [`crate::reload`]); returns the answer for the user.
+    fn reload(&mut self) -> String {
+        let result = crate::reload::reload(crate::reload::Targets {
+            now: self.clock.now(),
+            own_public_key: self.own_public_key,
+            config: &mut self.config,
+            endpoint: &mut self.endpoint,
+            split: &mut self.split,
+            allowed_ips: &mut self.allowed_ips,
+            host: Some(&mut self.host),
+        });
+        if let Err(error) = crate::system::mark_socket(&self.socket, self.host.fwmark()) {
+            warn!(error = format!("{error:#}"), "marking the underlay socket");
+        }
+        match result {
+            Ok(answer) => {
+                info!("{}", answer.trim_end());
+                answer
+            }
+            Err(error) => {
+                warn!(
+                    error = format!("{error:#}"),
+                    "reload failed; the running config is unchanged"
+                );
+                format!("tgp: reload failed: {error:#}; the running config is unchanged\n")
+            }
+        }
+    }
+
     fn status_text(&self) -> String {
-        control::format_status(control::StatusInput {
+        control::format_status(self.status_input())
+    }
+
+    fn status_input(&self) -> control::StatusInput<'_> {
+        control::StatusInput {
             config: &self.config,
             endpoint: &self.endpoint,
             adapter_drops: &self.adapter_drops,
@@ -460,7 +517,7 @@ impl Tunnel {
             split: &self.split,
             listen: self.socket.local_addr().ok(),
             uptime: self.started.elapsed(),
-        })
+        }
     }
 }
 

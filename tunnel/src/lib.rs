@@ -4,5 +4,14 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dns;
+pub mod host;
 pub mod keys;
+pub mod metrics;
+pub mod reload;
+pub mod routes;
+pub mod snapshot;
 pub mod split;
+pub mod system;
+#[cfg(test)]
+mod test_tunnel;

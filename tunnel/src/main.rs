@@ -6,14 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tgp_adapters::{mss_for_mtu, IpVersion, RuleProtocol};
 use tgp_proto::DeliveryClass;
-use tgp_tunnel::config::{Config, Peer};
+use tgp_tunnel::config::{Config, Peer, RouteTable};
 use tgp_tunnel::keys;
 use tgp_units::format_duration;
 
 /// tgp: an IP tunnel for lossy links.
+///
+/// `tgp up FILE` creates the interface, its routes (a full tunnel for
+/// 0.0.0.0/0 and ::/0), DNS and NAT as the config says, and runs the
+/// tunnel in the foreground; `tgp down` (or SIGTERM) undoes all of it.
+/// `tgp reload` (or SIGHUP) applies an edited config without dropping
+/// the sessions of unchanged peers. As a service: `systemctl start
+/// tgp@NAME` runs `tgp up /etc/tgp/NAME.toml`.
 #[derive(Parser)]
 #[command(name = "tgp", version)]
 struct Cli {
@@ -53,12 +60,38 @@ enum Command {
         /// The interface (needed only when several tunnels run).
         #[arg(short, long)]
         interface: Option<String>,
+        /// Print JSON (every counter, for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// Ask a running tunnel to stop.
+    /// Ask a running tunnel to re-read its config file and apply what
+    /// changed (peers, allowed IPs, class rules, routes, DNS, NAT); the
+    /// sessions of unchanged peers stay up. An invalid config, or a change
+    /// only a restart can apply, changes nothing. Same as SIGHUP.
+    Reload {
+        /// The interface (needed only when several tunnels run).
+        #[arg(short, long)]
+        interface: Option<String>,
+    },
+    /// Ask a running tunnel to stop (it removes its routes, rules, DNS
+    /// and NAT). When its daemon is gone (it crashed), undo what it left.
     Down {
         /// The interface (needed only when several tunnels run).
         #[arg(short, long)]
         interface: Option<String>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (tgp.1 and one per subcommand) to a
+    /// directory.
+    #[command(hide = true)]
+    Man {
+        /// The directory (created if missing).
+        directory: PathBuf,
     },
 }
 
@@ -79,8 +112,58 @@ fn run(command: Command) -> Result<()> {
         Command::Pubkey { file } => pubkey(&file),
         Command::Check { config } => check(&config),
         Command::Up { config } => up(&config),
-        Command::Status { interface } => control(interface.as_deref(), "status"),
-        Command::Down { interface } => control(interface.as_deref(), "down"),
+        Command::Status { interface, json } => control(
+            interface.as_deref(),
+            if json { "status json" } else { "status" },
+        ),
+        Command::Reload { interface } => reload(interface.as_deref()),
+        Command::Down { interface } => down(interface.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tgp", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { directory } => man(&directory),
+    }
+}
+
+fn man(directory: &Path) -> Result<()> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("creating {}", directory.display()))?;
+    clap_mangen::generate_to(Cli::command(), directory)
+        .with_context(|| format!("writing manual pages to {}", directory.display()))?;
+    Ok(())
+}
+
+fn reload(interface: Option<&str>) -> Result<()> {
+    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, "reload"))?;
+    if answer.starts_with("tgp: reload failed") {
+        bail!("{}", answer.trim_end().trim_start_matches("tgp: "));
+    }
+    print!("{answer}");
+    Ok(())
+}
+
+/// Stops the daemon; if there is none, undoes what a crashed one left.
+fn down(interface: Option<&str>) -> Result<()> {
+    match runtime()?.block_on(tgp_tunnel::control::request(interface, "down")) {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(())
+        }
+        Err(error) => {
+            let left = tgp_tunnel::system::interfaces_left_behind();
+            let name = match (interface, left.as_slice()) {
+                (Some(name), _) => name.to_owned(),
+                (None, [one]) => one.clone(),
+                _ => return Err(error),
+            };
+            if interface.is_none() || left.iter().any(|n| n == &name) {
+                print!("{}", tgp_tunnel::system::cleanup_after_dead_daemon(&name)?);
+                Ok(())
+            } else {
+                Err(error)
+            }
+        }
     }
 }
 
@@ -158,6 +241,37 @@ fn print_summary(path: &Path, config: &Config, public_key: &str) {
     match i.rate_ceiling {
         Some(ceiling) => println!("  rate ceiling  {ceiling}"),
         None => println!("  rate ceiling  none (the path's rate is measured)"),
+    }
+    let full = tgp_tunnel::routes::full_tunnel_families(config);
+    match i.table {
+        RouteTable::Off => println!("  routes        none (table = \"off\")"),
+        RouteTable::Table(n) => println!("  routes        in table {n}"),
+        RouteTable::Auto if full.is_empty() => {
+            println!("  routes        one per allowed prefix outside the interface subnet")
+        }
+        RouteTable::Auto => println!(
+            "  routes        full tunnel ({}): default routes in their own table, fwmark policy rules",
+            full.iter()
+                .map(|f| format!("{f:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    }
+    if !i.dns.is_empty() {
+        let entries: Vec<String> = i
+            .dns
+            .servers
+            .iter()
+            .map(ToString::to_string)
+            .chain(i.dns.search.iter().cloned())
+            .collect();
+        println!("  dns           {}", entries.join(", "));
+    }
+    if let Some(out) = &i.masquerade {
+        println!("  masquerade    the peers' traffic leaving through {out} (IP forwarding on)");
+    }
+    if let Some(address) = i.metrics_listen {
+        println!("  metrics       http://{address}/metrics");
     }
     for (index, peer) in config.peers.iter().enumerate() {
         print_peer(index, peer);

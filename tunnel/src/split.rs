@@ -24,6 +24,19 @@ use tgp_split::{ResetReason, SplitConfig, SplitEngine, SplitStats};
 
 use crate::config::{Config, TcpMode};
 
+fn engine(now: Timestamp, config: &Config, seed: u64) -> SplitEngine {
+    SplitEngine::new(
+        now,
+        SplitConfig {
+            mtu: usize::from(config.interface.mtu),
+            max_streams: config.interface.split_max_streams,
+            max_window: config.interface.split_window_cap,
+            seed,
+            ..SplitConfig::default()
+        },
+    )
+}
+
 /// How often the engines learn the sessions' rate and RTT.
 const PATH_UPDATE_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -35,6 +48,8 @@ pub struct SplitMode {
     /// Per peer: bytes received from it at the last path update, and when.
     inbound: Vec<Option<(Timestamp, u64)>>,
     max_message: usize,
+    seed: u64,
+    engines_made: u64,
 }
 
 impl SplitMode {
@@ -43,18 +58,7 @@ impl SplitMode {
     /// sequence numbers; `max_message` is `Endpoint::max_packet_size`.
     pub fn new(now: Timestamp, config: &Config, seed: u64, max_message: usize) -> Self {
         let engines = (0..config.peers.len())
-            .map(|peer| {
-                SplitEngine::new(
-                    now,
-                    SplitConfig {
-                        mtu: usize::from(config.interface.mtu),
-                        max_streams: config.interface.split_max_streams,
-                        max_window: config.interface.split_window_cap,
-                        seed: seed.wrapping_add(peer as u64),
-                        ..SplitConfig::default()
-                    },
-                )
-            })
+            .map(|peer| engine(now, config, seed.wrapping_add(peer as u64)))
             .collect();
         SplitMode {
             engines,
@@ -62,6 +66,28 @@ impl SplitMode {
             next_path_update: now,
             inbound: vec![None; config.peers.len()],
             max_message,
+            seed,
+            engines_made: config.peers.len() as u64,
+        }
+    }
+
+    /// An engine for a peer added by a reload (it takes the next id, as in
+    /// `Endpoint::add_peer`).
+    pub fn add_peer(&mut self, now: Timestamp, config: &Config) {
+        let seed = self.seed.wrapping_add(self.engines_made);
+        self.engines_made += 1;
+        self.engines.push(engine(now, config, seed));
+        self.had_session.push(false);
+        self.inbound.push(None);
+    }
+
+    /// Drops a removed peer's engine (its connections go with it); later
+    /// peers' ids shift down, as in `Endpoint::remove_peer`.
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        if peer < self.engines.len() {
+            self.engines.remove(peer);
+            self.had_session.remove(peer);
+            self.inbound.remove(peer);
         }
     }
 
@@ -204,5 +230,55 @@ impl SplitMode {
     /// A peer's split counters.
     pub fn stats(&self, peer: PeerId) -> Option<&SplitStats> {
         self.engines.get(peer).map(|engine| engine.stats())
+    }
+}
+
+#[cfg(test)]
+mod reconfigure_tests {
+    use super::*;
+
+    fn config(peers: usize) -> Config {
+        let mut text = String::from(
+            "[interface]\naddresses = [\"10.77.0.1/24\"]\nlisten_port = 1\nprivate_key_file = \"k\"\n",
+        );
+        for n in 0..peers {
+            let key = crate::keys::public_key_base64(&tgp_proto::crypto::SigningKey::from_bytes(
+                &[n as u8 + 1; 32],
+            ));
+            text.push_str(&format!(
+                "[[peer]]\npublic_key = \"{key}\"\nallowed_ips = [\"10.77.0.{}/32\"]\n",
+                n + 2
+            ));
+        }
+        Config::from_toml_str(&text, std::path::Path::new("/")).unwrap()
+    }
+
+    #[test]
+    fn per_peer_state_follows_added_and_removed_peers() {
+        let now = Timestamp::ZERO;
+        let mut split = SplitMode::new(now, &config(2), 7, 1200);
+        split.add_peer(now, &config(3));
+        split.add_peer(now, &config(4));
+        split.remove_peer(0);
+        split.remove_peer(9);
+        let lengths = [
+            split.engines.len(),
+            split.had_session.len(),
+            split.inbound.len(),
+        ];
+        assert_eq!(lengths, [3, 3, 3]);
+        assert!(split.stats(2).is_some() && split.stats(3).is_none());
+        // Every peer's engine is reachable by the per-peer paths.
+        for peer in 0..3 {
+            split.handle_event(
+                now,
+                &Event::SessionUp {
+                    peer,
+                    session_id: 1,
+                    rekeyed: false,
+                },
+            );
+        }
+        assert!(split.had_session.iter().all(|h| *h));
     }
 }

@@ -442,3 +442,151 @@ fn rate_ceiling_is_optional() {
     .unwrap();
     assert_eq!(c.interface.rate_ceiling, None);
 }
+
+#[test]
+fn operations_keys_default_to_off() {
+    let c = Config::from_toml_str(&minimal(""), Path::new("/x")).unwrap();
+    assert_eq!(c.interface.table, RouteTable::Auto);
+    assert!(c.interface.dns.is_empty());
+    assert_eq!(c.interface.masquerade, None);
+    assert_eq!(c.interface.metrics_listen, None);
+    assert_eq!(c.source, None);
+}
+
+#[test]
+fn operations_keys_are_typed() {
+    let text = minimal(
+        "table = 1234\n\
+         dns = [\"10.77.0.1\", \"fd77::1\", \"corp.example.\", \"lan\"]\n\
+         masquerade = \"eth0\"\n\
+         metrics_listen = \"127.0.0.1:9586\"\n",
+    );
+    let c = Config::from_toml_str(&text, Path::new("/x")).unwrap();
+    let i = &c.interface;
+    assert_eq!(i.table, RouteTable::Table(1234));
+    assert_eq!(
+        i.dns.servers,
+        vec![
+            "10.77.0.1".parse::<std::net::IpAddr>().unwrap(),
+            "fd77::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(i.dns.search, vec!["corp.example", "lan"]);
+    assert_eq!(i.masquerade.as_deref(), Some("eth0"));
+    assert_eq!(i.metrics_listen, Some("127.0.0.1:9586".parse().unwrap()));
+    for (value, table) in [
+        ("\"off\"", RouteTable::Off),
+        ("\"auto\"", RouteTable::Auto),
+        ("\"main\"", RouteTable::Table(MAIN_TABLE)),
+    ] {
+        let c = Config::from_toml_str(&minimal(&format!("table = {value}\n")), Path::new("/x"))
+            .unwrap();
+        assert_eq!(c.interface.table, table, "table = {value}");
+    }
+}
+
+#[test]
+fn operations_key_errors_name_their_keys() {
+    for (line, expected) in [
+        ("table = 0", "interface.table: 0 is not a routing table"),
+        ("table = -3", "interface.table: -3 is not a routing table"),
+        (
+            "table = \"sometimes\"",
+            "interface.table: \"sometimes\" is not a routing table",
+        ),
+        (
+            "table = 4294967296",
+            "interface.table: 4294967296 is not a routing table",
+        ),
+        (
+            "dns = [\"10.77.0.1\", \"10.77.0.300\"]",
+            "interface.dns[1]: \"10.77.0.300\" is neither an IP address",
+        ),
+        (
+            "dns = [\"bad name\"]",
+            "interface.dns[0]: \"bad name\" is neither",
+        ),
+        (
+            "dns = [\"-x.example\"]",
+            "interface.dns[0]: \"-x.example\" is neither",
+        ),
+        ("dns = \"10.0.0.1\"", "interface.dns"),
+        (
+            "masquerade = \"eth 0\"",
+            "interface.masquerade: \"eth 0\" is not an interface name",
+        ),
+        (
+            "metrics_listen = \"localhost:9586\"",
+            "interface.metrics_listen: \"localhost:9586\" is not an IP address and port",
+        ),
+    ] {
+        assert_error(&minimal(&format!("{line}\n")), expected);
+    }
+    let all = errors(&minimal("table = \"x\"\ndns = [\"\"]\n"));
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|e| e.contains("(line ")), "{all:?}");
+}
+
+#[test]
+fn load_remembers_an_absolute_source_and_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, minimal("")).unwrap();
+    std::fs::write(dir.path().join("k"), "").unwrap();
+    let c = Config::load(&path).unwrap();
+    let source = c.source.expect("load sets source");
+    assert!(source.is_absolute());
+    assert_eq!(source, std::fs::canonicalize(&path).unwrap());
+    assert!(c.interface.private_key_file.is_absolute());
+}
+
+#[test]
+fn full_tunnel_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let server = Config::load(&dir.join("full-tunnel-server.toml")).unwrap();
+    let client = Config::load(&dir.join("full-tunnel-client.toml")).unwrap();
+    assert_eq!(server.interface.masquerade.as_deref(), Some("eth0"));
+    assert!(server.peers.iter().all(|p| p.endpoint.is_none()));
+    assert_eq!(client.interface.table, RouteTable::Auto);
+    assert_eq!(client.interface.dns.servers.len(), 2);
+    let all: Vec<String> = client.peers[0]
+        .allowed_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(all, ["0.0.0.0/0", "::/0"]);
+    // The server's key in the client is the one the server's peers would
+    // be given, and the laptops' keys differ.
+    assert_ne!(server.peers[0].public_key, server.peers[1].public_key);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Whatever the dns entries, table, masquerade and metrics_listen
+    /// values say, validation never panics, and an error names its key.
+    #[test]
+    fn operations_keys_never_panic(
+        dns in proptest::collection::vec("\\PC{0,40}", 0..4),
+        table in "\\PC{0,12}",
+        number in proptest::prelude::any::<i64>(),
+        masquerade in "\\PC{0,20}",
+        listen in "\\PC{0,24}",
+    ) {
+        let quoted: Vec<String> = dns.iter().map(|d| format!("{:?}", d)).collect();
+        for table_value in [format!("{table:?}"), number.to_string()] {
+            let text = minimal(&format!(
+                "dns = [{}]\ntable = {table_value}\nmasquerade = {masquerade:?}\nmetrics_listen = {listen:?}\n",
+                quoted.join(", ")
+            ));
+            if let Err(ConfigErrors(errors)) = Config::from_toml_str(&text, Path::new("/x")) {
+                for e in errors {
+                    proptest::prop_assert!(
+                        e.key.is_empty() || e.key.starts_with("interface."),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+}

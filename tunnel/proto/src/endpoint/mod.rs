@@ -47,6 +47,7 @@ mod config;
 mod events;
 mod handshakes;
 mod peer;
+pub mod reconfigure;
 mod session;
 mod status;
 
