@@ -18,6 +18,9 @@ pub(crate) struct Session {
     pub reported_silent: bool,
     /// When we first sent something after last hearing from the peer.
     pub first_unanswered_send: Option<Timestamp>,
+    /// When something authentic last came from the peer (or the session
+    /// started or was rekeyed).
+    pub last_heard_at: Timestamp,
     /// Session ids whose packets this session still opens (the current
     /// one, and older ones within their rekey grace time).
     ids: Vec<u64>,
@@ -33,6 +36,7 @@ impl Session {
             started_at: now,
             reported_silent: false,
             first_unanswered_send: None,
+            last_heard_at: now,
             ids: vec![session_id],
         }
     }
@@ -46,6 +50,7 @@ impl Session {
         self.started_at = now;
         self.reported_silent = false;
         self.first_unanswered_send = None;
+        self.last_heard_at = now;
         if !self.ids.contains(&session_id) {
             self.ids.push(session_id);
         }
@@ -66,7 +71,8 @@ impl Session {
     }
 
     /// Something authentic arrived from the peer.
-    pub(crate) fn heard_from_peer(&mut self) {
+    pub(crate) fn heard_from_peer(&mut self, now: Timestamp) {
+        self.last_heard_at = now;
         self.reported_silent = false;
         self.first_unanswered_send = None;
     }
