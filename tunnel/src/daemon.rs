@@ -99,9 +99,56 @@ struct Tunnel {
     transmit_buffer: Vec<u8>,
 }
 
+/// How `tgp up` runs, beyond its config file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The control socket's path (default: [`control::socket_path`]).
+    pub control: Option<std::path::PathBuf>,
+    /// The user to become once everything that needs root is set up (the
+    /// TUN interface, the UDP socket, the control socket); `None` keeps
+    /// root. Nothing the tunnel does afterwards needs a capability: the
+    /// interface goes away when its file descriptor closes.
+    pub user: Option<String>,
+}
+
+/// Gives up root for `user`: supplementary groups, group, user (real,
+/// effective and saved), and no way back (`no_new_privs`; a later
+/// `setuid(0)` must fail, or this refuses to go on). Does nothing when not
+/// root.
+fn drop_privileges(user: &str) -> Result<()> {
+    use nix::unistd::{getuid, setgroups, setresgid, setresuid, setuid, Uid, User};
+    if !getuid().is_root() {
+        return Ok(());
+    }
+    let account = User::from_name(user)
+        .with_context(|| format!("looking up user {user}"))?
+        .with_context(|| {
+            format!("user {user} does not exist; create it, name another with --user, or use --keep-root")
+        })?;
+    if account.uid.is_root() {
+        bail!("--user {user} is root; name an unprivileged user or use --keep-root");
+    }
+    setgroups(&[account.gid]).context("dropping supplementary groups")?;
+    setresgid(account.gid, account.gid, account.gid).context("setting the group")?;
+    setresuid(account.uid, account.uid, account.uid).context("setting the user")?;
+    nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
+    if setuid(Uid::from_raw(0)).is_ok() {
+        bail!("still able to regain root after dropping privileges; refusing to run");
+    }
+    info!(user, uid = account.uid.as_raw(), "dropped root privileges");
+    Ok(())
+}
+
 /// Brings the tunnel up and runs it until SIGINT, SIGTERM or `tgp down`.
 /// The TUN interface and the control socket are removed on the way out.
-pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
+pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> Result<()> {
+    let key_file = &config.interface.private_key_file;
+    if crate::keys::is_readable_by_others(key_file).unwrap_or(false) {
+        warn!(
+            file = %key_file.display(),
+            "the private key is readable by other users; chmod 600 it"
+        );
+    }
     let endpoint_config = endpoint_config(&config);
     let peers: Vec<PeerSettings> = config
         .peers
@@ -145,8 +192,15 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
         "tunnel up"
     );
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(8);
-    let control_guard =
-        control::serve(&config.interface.name, control_tx).context("opening the control socket")?;
+    let control_guard = control::serve(
+        &config.interface.name,
+        options.control.as_deref(),
+        control_tx,
+    )
+    .context("opening the control socket")?;
+    if let Some(user) = &options.user {
+        drop_privileges(user)?;
+    }
     let split_seed = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8])) ^ 0x5eed;
     let split = SplitMode::new(clock.now(), &config, split_seed, max_packet);
     let mut tunnel = Tunnel {

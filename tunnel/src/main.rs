@@ -46,6 +46,19 @@ enum Command {
     Up {
         /// The config file.
         config: PathBuf,
+        /// The control socket (default: /run/tgp/<interface>.sock, or
+        /// /run/tgp/net-<inode>/<interface>.sock outside the host's
+        /// network namespace).
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+        /// The user to run as once the interface, socket and control socket
+        /// are set up (when started as root).
+        #[arg(long, value_name = "NAME", default_value = "nobody")]
+        user: String,
+        /// Stay root after set-up (for debugging only: every packet from
+        /// the network is then parsed as root).
+        #[arg(long)]
+        keep_root: bool,
     },
     /// Show each peer of a running tunnel: session, endpoint, round-trip
     /// time, loss each way, redundancy, rate, traffic and drops.
@@ -53,12 +66,18 @@ enum Command {
         /// The interface (needed only when several tunnels run).
         #[arg(short, long)]
         interface: Option<String>,
+        /// The control socket, if `tgp up` was given one.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
     },
     /// Ask a running tunnel to stop.
     Down {
         /// The interface (needed only when several tunnels run).
         #[arg(short, long)]
         interface: Option<String>,
+        /// The control socket, if `tgp up` was given one.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
     },
 }
 
@@ -78,9 +97,24 @@ fn run(command: Command) -> Result<()> {
         Command::Genkey { output } => genkey(output.as_deref()),
         Command::Pubkey { file } => pubkey(&file),
         Command::Check { config } => check(&config),
-        Command::Up { config } => up(&config),
-        Command::Status { interface } => control(interface.as_deref(), "status"),
-        Command::Down { interface } => control(interface.as_deref(), "down"),
+        Command::Up {
+            config,
+            control,
+            user,
+            keep_root,
+        } => up(
+            &config,
+            tgp_tunnel::daemon::RunOptions {
+                control,
+                user: (!keep_root).then_some(user),
+            },
+        ),
+        Command::Status { interface, control } => {
+            self::control(interface.as_deref(), control.as_deref(), "status")
+        }
+        Command::Down { interface, control } => {
+            self::control(interface.as_deref(), control.as_deref(), "down")
+        }
     }
 }
 
@@ -225,7 +259,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn up(path: &Path) -> Result<()> {
+fn up(path: &Path, options: tgp_tunnel::daemon::RunOptions) -> Result<()> {
     let config = Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.interface.log_level));
@@ -240,11 +274,11 @@ fn up(path: &Path) -> Result<()> {
                 config.interface.private_key_file.display()
             )
         })?;
-    runtime()?.block_on(tgp_tunnel::daemon::run(config, identity))
+    runtime()?.block_on(tgp_tunnel::daemon::run(config, identity, options))
 }
 
-fn control(interface: Option<&str>, command: &str) -> Result<()> {
-    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, command))?;
+fn control(interface: Option<&str>, socket: Option<&Path>, command: &str) -> Result<()> {
+    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, socket, command))?;
     print!("{answer}");
     Ok(())
 }

@@ -519,6 +519,10 @@ impl Endpoint {
             if rekey_at.is_some_and(|t| t <= now) {
                 start = true;
             }
+            if session.keys_worn() && !running {
+                // Whichever side: the keys near their AEAD usage limit.
+                start |= p.address.is_some();
+            }
         }
         if p.retry_at.is_some_and(|t| t <= now) {
             p.retry_at = None;

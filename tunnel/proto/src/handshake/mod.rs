@@ -227,6 +227,7 @@ impl Handshake {
         let mut ephemeral_bytes = [0u8; 32];
         rng.fill_bytes(&mut ephemeral_bytes);
         let ephemeral = StaticSecret::from(ephemeral_bytes);
+        zeroize::Zeroize::zeroize(&mut ephemeral_bytes);
         let commitment = Commitment {
             version: PROTOCOL_VERSION,
             signer: own_key,

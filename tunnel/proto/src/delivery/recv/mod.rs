@@ -492,6 +492,7 @@ impl Receiver {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use crate::wire::frame::Symbol;
