@@ -33,23 +33,24 @@ pub enum ControlRequest {
 }
 
 /// The directory of this network namespace's control sockets:
-/// [`CONTROL_DIRECTORY`] in the namespace of PID 1 (or when that cannot be
-/// told), a subdirectory named after the namespace's inode in any other.
+/// [`CONTROL_DIRECTORY`] in the namespace of PID 1, a subdirectory named
+/// after the namespace's inode in any other, and also when PID 1's
+/// namespace cannot be read (as from inside `ip netns exec` on some
+/// kernels): a daemon and its clients in one namespace always agree.
 pub fn namespace_directory() -> PathBuf {
-    let own = std::fs::read_link("/proc/self/ns/net").ok();
-    let init = std::fs::read_link("/proc/1/ns/net").ok();
-    match (own, init) {
-        (Some(own), Some(init)) if own != init => {
-            // "net:[4026532281]" -> "net-4026532281"
-            let name: String = own
-                .to_string_lossy()
-                .chars()
-                .filter(|c| c.is_ascii_digit())
-                .collect();
-            Path::new(CONTROL_DIRECTORY).join(format!("net-{name}"))
-        }
-        _ => PathBuf::from(CONTROL_DIRECTORY),
+    let Ok(own) = std::fs::read_link("/proc/self/ns/net") else {
+        return PathBuf::from(CONTROL_DIRECTORY);
+    };
+    if std::fs::read_link("/proc/1/ns/net").is_ok_and(|init| init == own) {
+        return PathBuf::from(CONTROL_DIRECTORY);
     }
+    // "net:[4026532281]" -> "net-4026532281"
+    let inode: String = own
+        .to_string_lossy()
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    Path::new(CONTROL_DIRECTORY).join(format!("net-{inode}"))
 }
 
 /// The control socket's default path for an interface (in this network
