@@ -407,6 +407,12 @@ mod tests {
     }
 
     #[test]
+    fn what_receipts_list_is_what_the_parser_takes() {
+        assert_eq!(RECEIPT_MAX_NEEDS, crate::wire::frame::MAX_NEEDS);
+        assert!(crate::delivery::fec::MAX_WINDOW as u64 <= crate::wire::frame::MAX_NEEDED);
+    }
+
+    #[test]
     fn a_receipt_past_what_was_sent_is_impossible() {
         assert!(OutgoingRecord::check(&receipt(11, vec![]), 10).is_err());
         assert!(OutgoingRecord::check(&receipt(2, vec![8..11]), 10).is_err());
