@@ -65,7 +65,10 @@ fn unacknowledged(args: &SoakArgs, minutes: u64) -> Result<()> {
         "unacknowledged peer: {minutes} simulated minutes, this process's RSS every {} s (kB)",
         args.sample
     );
-    println!("{:>6} {:>10} {:>14} {:>12}", "t (s)", "RSS", "segments sent", "queued B");
+    println!(
+        "{:>6} {:>10} {:>14} {:>12}",
+        "t (s)", "RSS", "segments sent", "queued B"
+    );
     let end = Duration::from_secs(minutes * 60);
     let mut next_sample = Duration::ZERO;
     let mut samples = Vec::new();
@@ -88,7 +91,7 @@ fn unacknowledged(args: &SoakArgs, minutes: u64) -> Result<()> {
             }
         }
         // The peer is heard from every 10 ms: a keepalive, no receipt.
-        if now.as_nanos() % 10_000_000 == 0 {
+        if now.as_nanos().is_multiple_of(10_000_000) {
             peer.seal(&ping, &mut datagram).ok();
             let _ = sender.handle_datagram(now, &mut datagram);
         }
@@ -137,7 +140,11 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
-    run_ok(&mut ns_cmd(ns, args[0], &args[1..]), Duration::from_secs(10)).map(|_| ())
+    run_ok(
+        &mut ns_cmd(ns, args[0], &args[1..]),
+        Duration::from_secs(10),
+    )
+    .map(|_| ())
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
@@ -206,8 +213,14 @@ pub fn run_soak(args: &SoakArgs) -> Result<()> {
         ip(&["link", "set", &a, "netns", &server_ns])?;
         ip(&["link", "set", &b, "netns", ns])?;
         let subnet = format!("10.94.{i}");
-        in_ns(&server_ns, &["ip", "addr", "add", &format!("{subnet}.1/24"), "dev", &a])?;
-        in_ns(ns, &["ip", "addr", "add", &format!("{subnet}.2/24"), "dev", &b])?;
+        in_ns(
+            &server_ns,
+            &["ip", "addr", "add", &format!("{subnet}.1/24"), "dev", &a],
+        )?;
+        in_ns(
+            ns,
+            &["ip", "addr", "add", &format!("{subnet}.2/24"), "dev", &b],
+        )?;
         in_ns(&server_ns, &["ip", "link", "set", &a, "up"])?;
         in_ns(ns, &["ip", "link", "set", &b, "up"])?;
         let client_key = key(&format!("client{i}"))?;
@@ -272,7 +285,18 @@ pub fn run_soak(args: &SoakArgs) -> Result<()> {
             &mut ns_cmd(
                 ns,
                 "iperf3",
-                &["-c", "10.75.0.1", "-p", &p, "-P", &flows, "-b", &rate, "-t", &total.to_string()],
+                &[
+                    "-c",
+                    "10.75.0.1",
+                    "-p",
+                    &p,
+                    "-P",
+                    &flows,
+                    "-b",
+                    &rate,
+                    "-t",
+                    &total.to_string(),
+                ],
             ),
             &work.join(format!("iperf3-c{i}.log")),
         )?);
@@ -281,14 +305,21 @@ pub fn run_soak(args: &SoakArgs) -> Result<()> {
         "soak: {} peers x {} flows at {} kbit/s each, {} s, RSS every {} s (kB)",
         args.peers, args.flows, args.kbit_per_flow, args.seconds, args.sample
     );
-    println!("{:>6} {:>12} {:>16} {:>12}", "t (s)", "server RSS", "max client RSS", "server CPU s");
+    println!(
+        "{:>6} {:>12} {:>16} {:>12}",
+        "t (s)", "server RSS", "max client RSS", "server CPU s"
+    );
     let started = Instant::now();
     let mut samples: Vec<(u64, u64, u64)> = Vec::new();
     loop {
         check_interrupt()?;
         let t = started.elapsed().as_secs();
         let server_rss = rss_kb(server.pid()).context("the server daemon exited")?;
-        let client_rss = clients.iter().filter_map(|c| rss_kb(c.pid())).max().unwrap_or(0);
+        let client_rss = clients
+            .iter()
+            .filter_map(|c| rss_kb(c.pid()))
+            .max()
+            .unwrap_or(0);
         println!(
             "{t:>6} {server_rss:>12} {client_rss:>16} {:>12.1}",
             server.cpu_s().unwrap_or(0.0)
@@ -300,12 +331,18 @@ pub fn run_soak(args: &SoakArgs) -> Result<()> {
         let next = Duration::from_secs((t / args.sample + 1) * args.sample);
         std::thread::sleep(next.saturating_sub(started.elapsed()));
     }
-    let after_warmup: Vec<&(u64, u64, u64)> = samples.iter().filter(|s| s.0 >= args.warmup).collect();
+    let after_warmup: Vec<&(u64, u64, u64)> =
+        samples.iter().filter(|s| s.0 >= args.warmup).collect();
     let (Some(first), Some(last)) = (after_warmup.first(), after_warmup.last()) else {
         bail!("no sample after warm-up; run longer than --warmup");
     };
     let growth = |pick: fn(&(u64, u64, u64)) -> u64| {
-        after_warmup.iter().map(|s| pick(s)).max().unwrap_or(0).saturating_sub(pick(first))
+        after_warmup
+            .iter()
+            .map(|s| pick(s))
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(pick(first))
     };
     let (server_growth, client_growth) = (growth(|s| s.1), growth(|s| s.2));
     println!(

@@ -156,7 +156,8 @@ pub(crate) fn build_receipt(now: Timestamp, input: ReceiptInput<'_>) -> Receipt 
     if ranges.len() >= RECEIPT_MAX_RANGES {
         covered_below = info_end;
     }
-    let covered_below = covered_below.min(input.resolved.end().max(cumulative) + 65_536);
+    let covered_below =
+        covered_below.min(input.resolved.end().max(cumulative).saturating_add(65_536));
     let (largest_packet, ack_delay_micros) = input
         .largest_received
         .map_or((0, 0), |(pn, at)| (pn, (now - at).as_micros() as u64));
@@ -194,7 +195,7 @@ pub(crate) fn encode_within(mut receipt: Receipt, room: usize, scratch: &mut Vec
             let cut = receipt
                 .needs
                 .last()
-                .map_or(receipt.cumulative, |&(f, _)| f + 1);
+                .map_or(receipt.cumulative, |&(f, _)| f.saturating_add(1));
             receipt.covered_below = receipt.covered_below.min(cut);
         } else if !receipt.abandoned.is_empty() {
             let dropped = receipt.abandoned.pop().map_or(0, |r| r.start);
