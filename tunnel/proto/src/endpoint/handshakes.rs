@@ -156,17 +156,39 @@ impl Endpoint {
         else {
             return Ok(None);
         };
+        let (commitment, signature) = Commitment::decode(body)?;
         let p = &self.peers[peer];
-        let hash = artifact_hash(Level::Commitment as u8, &p.identity_bytes, body);
-        let held =
-            |h: &Option<Handshake>| h.as_ref().and_then(|h| h.peer_commitment_hash()) == Some(hash);
-        if held(&p.handshake) || held(&p.lingering) {
-            return Ok(None);
+        // Commitments of one peer are taken in increasing order of their
+        // signed start time, and every one a handshake took moved the
+        // marker: anything not newer is a flooded copy of one a handshake
+        // holds (same time; let it through, it costs a hash there) or a
+        // replay, refused here for the price of a comparison.
+        let time = |h: &Option<Handshake>| h.as_ref().and_then(|h| h.peer_commitment_time());
+        let live_time = p
+            .handshake
+            .as_ref()
+            .filter(|h| !h.is_finished())
+            .and_then(|h| h.peer_commitment_time())
+            .unwrap_or(0);
+        if commitment.unix_time_ms <= p.newest_peer_commitment.max(live_time) {
+            let same_time =
+                [time(&p.handshake), time(&p.lingering)].contains(&Some(commitment.unix_time_ms));
+            if same_time {
+                let hash = artifact_hash(Level::Commitment as u8, &p.identity_bytes, body);
+                let held = |h: &Option<Handshake>| {
+                    h.as_ref().and_then(|h| h.peer_commitment_hash()) == Some(hash)
+                };
+                if held(&p.handshake) || held(&p.lingering) {
+                    return Ok(None);
+                }
+            }
+            self.drops.stale_handshake += 1;
+            return Err(HandshakeDrop::StaleCommitment);
         }
+        let hash = artifact_hash(Level::Commitment as u8, &p.identity_bytes, body);
         if self.admission.is_rejected(&hash) {
             return Err(HandshakeDrop::BadSignature);
         }
-        let (commitment, signature) = Commitment::decode(body)?;
         if commitment.version != PROTOCOL_VERSION {
             return Err(HandshakeDrop::UnsupportedVersion);
         }
@@ -180,19 +202,6 @@ impl Endpoint {
             u64::try_from(self.config.handshake.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         if commitment.unix_time_ms.abs_diff(self.unix_time_ms(now)) > skew_ms {
             return Err(HandshakeDrop::ClockSkew);
-        }
-        // Commitments of one peer are taken in increasing order of their
-        // signed start time: a replay of an old one stops here, for the
-        // price of a hash.
-        let live_time = p
-            .handshake
-            .as_ref()
-            .filter(|h| !h.is_finished())
-            .and_then(|h| h.peer_commitment_time())
-            .unwrap_or(0);
-        if commitment.unix_time_ms <= p.newest_peer_commitment.max(live_time) {
-            self.drops.stale_handshake += 1;
-            return Err(HandshakeDrop::StaleCommitment);
         }
         let cookie = packet
             .artifacts
