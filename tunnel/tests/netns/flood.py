@@ -56,6 +56,7 @@ def capture(interface, port, timeout, out):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
     sock.bind((interface, 0x0800))
     sock.settimeout(0.5)
+    print("ready", flush=True)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
