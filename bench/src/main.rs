@@ -18,6 +18,7 @@ mod report;
 mod results;
 mod sim;
 mod sim_tcp;
+mod soak;
 mod systems;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,10 @@ enum Command {
     /// The markdown tables and plots of a results directory (writes
     /// report.md and the SVGs, prints the report).
     Report(report::ReportArgs),
+    /// 10 peers x 10 TCP flows through one server for 10 minutes, each
+    /// daemon's RSS sampled every 10 s (flat after warm-up when state is
+    /// bounded).
+    Soak(soak::SoakArgs),
     /// Helper: request/response server (runs in a namespace).
     #[command(hide = true)]
     RrServer(latency::ServerArgs),
@@ -76,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Latency(args) => real(|| latency::run(&args)),
         Command::Game(args) => real(|| game::run(&args)),
         Command::Report(args) => report::run(&args),
+        Command::Soak(args) => real(|| soak::run_soak(&args)),
         Command::RrServer(args) => latency::server(&args),
         Command::RrClient(args) => latency::client(&args),
         Command::GameSend(args) => game::send(&args),

@@ -1,6 +1,10 @@
 //! The control socket: how `tgp status` and `tgp down` talk to a running
-//! `tgp up`. One Unix stream socket per interface at
-//! `/run/tgp/<interface>.sock`, in a directory only root may enter. A
+//! `tgp up`. One Unix stream socket per interface and network namespace:
+//! `/run/tgp/<interface>.sock` in the host's namespace, and
+//! `/run/tgp/net-<inode>/<interface>.sock` in any other (the inode of
+//! `/proc/self/ns/net`; `ip netns exec` shares `/run`, so two tunnels with
+//! the same interface name in two namespaces would otherwise collide), in
+//! directories only root may enter; or wherever `--control PATH` says. A
 //! client writes one line (`status`, `status json`, `reload` or `down`)
 //! and reads the answer until the daemon closes the connection.
 
@@ -47,9 +51,31 @@ impl ControlRequest {
     }
 }
 
-/// The control socket's path for an interface.
+/// The directory of this network namespace's control sockets:
+/// [`CONTROL_DIRECTORY`] in the namespace of PID 1, a subdirectory named
+/// after the namespace's inode in any other, and also when PID 1's
+/// namespace cannot be read (as from inside `ip netns exec` on some
+/// kernels): a daemon and its clients in one namespace always agree.
+pub fn namespace_directory() -> PathBuf {
+    let Ok(own) = std::fs::read_link("/proc/self/ns/net") else {
+        return PathBuf::from(CONTROL_DIRECTORY);
+    };
+    if std::fs::read_link("/proc/1/ns/net").is_ok_and(|init| init == own) {
+        return PathBuf::from(CONTROL_DIRECTORY);
+    }
+    // "net:[4026532281]" -> "net-4026532281"
+    let inode: String = own
+        .to_string_lossy()
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    Path::new(CONTROL_DIRECTORY).join(format!("net-{inode}"))
+}
+
+/// The control socket's default path for an interface (in this network
+/// namespace's directory).
 pub fn socket_path(interface: &str) -> PathBuf {
-    Path::new(CONTROL_DIRECTORY).join(format!("{interface}.sock"))
+    namespace_directory().join(format!("{interface}.sock"))
 }
 
 /// Removes the socket file when the daemon stops.
@@ -63,14 +89,23 @@ impl Drop for SocketGuard {
     }
 }
 
-/// Listens on the interface's control socket and forwards requests to the
-/// daemon's loop. Fails if another daemon already serves this interface.
-pub fn serve(interface: &str, requests: mpsc::Sender<ControlRequest>) -> Result<SocketGuard> {
-    std::fs::create_dir_all(CONTROL_DIRECTORY)
-        .with_context(|| format!("creating {CONTROL_DIRECTORY}"))?;
-    std::fs::set_permissions(CONTROL_DIRECTORY, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {CONTROL_DIRECTORY} to root"))?;
-    let path = socket_path(interface);
+/// Listens on the interface's control socket (`path`, or the default for
+/// this network namespace) and forwards requests to the daemon's loop.
+/// Fails if another daemon already serves it.
+pub fn serve(
+    interface: &str,
+    path: Option<&Path>,
+    requests: mpsc::Sender<ControlRequest>,
+) -> Result<SocketGuard> {
+    let path = path.map_or_else(|| socket_path(interface), Path::to_path_buf);
+    if path.parent() == Some(namespace_directory().as_path()) {
+        for directory in [PathBuf::from(CONTROL_DIRECTORY), namespace_directory()] {
+            std::fs::create_dir_all(&directory)
+                .with_context(|| format!("creating {}", directory.display()))?;
+            std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {} to root", directory.display()))?;
+        }
+    }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
             bail!(
@@ -122,12 +157,18 @@ async fn answer(stream: UnixStream, requests: mpsc::Sender<ControlRequest>) -> R
     Ok(())
 }
 
-/// Sends one request to the daemon of `interface` (or the only daemon
-/// running, when `None`) and returns its answer.
-pub async fn request(interface: Option<&str>, command: &str) -> Result<String> {
-    let path = match interface {
-        Some(name) => socket_path(name),
-        None => only_socket()?,
+/// Sends one request to the daemon at `control` (a socket path), or of
+/// `interface`, or the only daemon running in this network namespace, and
+/// returns its answer.
+pub async fn request(
+    interface: Option<&str>,
+    control: Option<&Path>,
+    command: &str,
+) -> Result<String> {
+    let path = match (control, interface) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(name)) => socket_path(name),
+        (None, None) => only_socket()?,
     };
     let mut stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
@@ -144,8 +185,10 @@ pub async fn request(interface: Option<&str>, command: &str) -> Result<String> {
 }
 
 fn only_socket() -> Result<PathBuf> {
-    let entries = std::fs::read_dir(CONTROL_DIRECTORY).with_context(|| {
-        format!("no tgp daemon is running ({CONTROL_DIRECTORY} cannot be read; are you root?)")
+    let directory = namespace_directory();
+    let shown = directory.display();
+    let entries = std::fs::read_dir(&directory).with_context(|| {
+        format!("no tgp daemon is running in this network namespace ({shown} cannot be read; are you root?)")
     })?;
     let sockets: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -153,7 +196,7 @@ fn only_socket() -> Result<PathBuf> {
         .collect();
     match sockets.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!("no tgp daemon is running (no socket in {CONTROL_DIRECTORY})"),
+        [] => bail!("no tgp daemon is running (no socket in {shown})"),
         many => bail!(
             "{} tgp daemons are running; name one with --interface ({})",
             many.len(),

@@ -104,9 +104,81 @@ struct Tunnel {
     transmit_buffer: Vec<u8>,
 }
 
+/// How `tgp up` runs, beyond its config file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The control socket's path (default: [`control::socket_path`]).
+    pub control: Option<std::path::PathBuf>,
+    /// The user to become once everything that needs root is set up (the
+    /// TUN interface, the UDP socket, the control socket, the host's
+    /// routes, rules and DNS); `None` keeps root. The daemon keeps
+    /// `CAP_NET_ADMIN` (reloads change routes, rules and nftables), and
+    /// leaves the host changes for its root monitor to undo
+    /// ([`crate::monitor`], which `tgp up` forks off first).
+    pub user: Option<String>,
+    /// Whether a root monitor started this daemon (it follows the monitor
+    /// out when the monitor dies).
+    pub monitored: bool,
+}
+
+/// Gives up root for `user`: the bounding set down to `CAP_NET_ADMIN`,
+/// supplementary groups, group, user (real, effective and saved), then
+/// `CAP_NET_ADMIN` alone (ambient too, so `ip` and `nft` run by a reload
+/// have it), and no way back (`no_new_privs`; a later `setuid(0)` must
+/// fail, or this refuses to go on). Does nothing when not root.
+fn drop_privileges(user: &str) -> Result<()> {
+    use caps::{CapSet, Capability, CapsHashSet};
+    use nix::unistd::{getuid, setgroups, setresgid, setresuid, setuid, Uid, User};
+    if !getuid().is_root() {
+        return Ok(());
+    }
+    let account = User::from_name(user)
+        .with_context(|| format!("looking up user {user}"))?
+        .with_context(|| {
+            format!("user {user} does not exist; create it, name another with --user, or use --keep-root")
+        })?;
+    if account.uid.is_root() {
+        bail!("--user {user} is root; name an unprivileged user or use --keep-root");
+    }
+    let kept = Capability::CAP_NET_ADMIN;
+    for capability in caps::all() {
+        if capability != kept {
+            caps::drop(None, CapSet::Bounding, capability)
+                .with_context(|| format!("dropping {capability} from the bounding set"))?;
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).context("keeping capabilities across setuid")?;
+    setgroups(&[account.gid]).context("dropping supplementary groups")?;
+    setresgid(account.gid, account.gid, account.gid).context("setting the group")?;
+    setresuid(account.uid, account.uid, account.uid).context("setting the user")?;
+    let only: CapsHashSet = [kept].into_iter().collect();
+    for set in [CapSet::Permitted, CapSet::Effective, CapSet::Inheritable] {
+        caps::set(None, set, &only).with_context(|| format!("keeping only {kept} ({set:?})"))?;
+    }
+    caps::raise(None, CapSet::Ambient, kept).with_context(|| format!("making {kept} ambient"))?;
+    nix::sys::prctl::set_keepcaps(false).context("clearing keepcaps")?;
+    nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;
+    if setuid(Uid::from_raw(0)).is_ok() {
+        bail!("still able to regain root after dropping privileges; refusing to run");
+    }
+    info!(
+        user,
+        uid = account.uid.as_raw(),
+        "dropped root privileges (CAP_NET_ADMIN kept)"
+    );
+    Ok(())
+}
+
 /// Brings the tunnel up and runs it until SIGINT, SIGTERM or `tgp down`.
 /// The TUN interface and the control socket are removed on the way out.
-pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
+pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> Result<()> {
+    let key_file = &config.interface.private_key_file;
+    if crate::keys::is_readable_by_others(key_file).unwrap_or(false) {
+        warn!(
+            file = %key_file.display(),
+            "the private key is readable by other users; chmod 600 it"
+        );
+    }
     let endpoint_config = endpoint_config(&config);
     let peers: Vec<PeerSettings> = config
         .peers
@@ -151,12 +223,27 @@ pub async fn run(config: Config, identity: SigningKey) -> Result<()> {
         "tunnel up"
     );
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(8);
-    let control_guard = control::serve(&config.interface.name, control_tx.clone())
-        .context("opening the control socket")?;
+    let control_guard = control::serve(
+        &config.interface.name,
+        options.control.as_deref(),
+        control_tx.clone(),
+    )
+    .context("opening the control socket")?;
     let host = HostSetup::up(&config).context("setting up routes, DNS and firewall rules")?;
     crate::system::mark_socket(&socket, host.fwmark())?;
     if let Some(address) = config.interface.metrics_listen {
         crate::metrics::serve(address, control_tx).await?;
+    }
+    let mut host = host;
+    let root = nix::unistd::getuid().is_root();
+    if let Some(user) = options.user.as_deref().filter(|_| root) {
+        host.leave_to_monitor()
+            .context("keeping the host state file open")?;
+        drop_privileges(user)?;
+        if options.monitored {
+            // Changing credentials cleared the parent-death signal.
+            crate::monitor::follow_monitor()?;
+        }
     }
     let split_seed = u64::from_le_bytes(seed[..8].try_into().unwrap_or([0; 8])) ^ 0x5eed;
     let split = SplitMode::new(clock.now(), &config, split_seed, max_packet);

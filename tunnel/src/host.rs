@@ -314,6 +314,10 @@ pub struct HostChanges {
     state_path: PathBuf,
     table: Option<u32>,
     applied: Vec<AppliedChange>,
+    /// The state file, held open from before the daemon gave up root.
+    held: Option<std::fs::File>,
+    /// Dropped, leave the changes for the root monitor to undo.
+    left_to_monitor: bool,
 }
 
 impl HostChanges {
@@ -327,7 +331,24 @@ impl HostChanges {
             state_path: state_path(directory, interface),
             table: None,
             applied: Vec::new(),
+            held: None,
+            left_to_monitor: false,
         })
+    }
+
+    /// Holds the state file open (written in place from now on, as the
+    /// directory may no longer be writable) and leaves the changes in
+    /// place when dropped.
+    pub fn leave_to_monitor(&mut self) -> Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.state_path)
+            .with_context(|| format!("opening {}", self.state_path.display()))?;
+        self.held = Some(file);
+        self.left_to_monitor = true;
+        self.save()
     }
 
     /// The full tunnel's table (and mark), once chosen.
@@ -438,6 +459,14 @@ impl HostChanges {
             changes: self.applied.clone(),
         };
         let text = serde_json::to_string_pretty(&state).context("encoding the state file")?;
+        if let Some(mut file) = self.held.as_ref() {
+            use std::io::{Seek, Write};
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| file.write_all(text.as_bytes()))
+                .with_context(|| format!("writing {}", self.state_path.display()))?;
+            return Ok(());
+        }
         let temporary = self.state_path.with_extension("json.tmp");
         std::fs::write(&temporary, text)
             .with_context(|| format!("writing {}", temporary.display()))?;
@@ -457,6 +486,9 @@ impl HostChanges {
 
 impl Drop for HostChanges {
     fn drop(&mut self) {
+        if self.left_to_monitor {
+            return;
+        }
         self.undo_everything();
     }
 }

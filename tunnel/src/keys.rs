@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand_core::OsRng;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Length in bytes of a private key (seed) and of a public key.
 pub const KEY_LEN: usize = 32;
@@ -74,15 +75,22 @@ pub fn public_key_base64(private: &SigningKey) -> String {
 }
 
 fn decode_32(text: &str) -> Result<[u8; KEY_LEN], KeyError> {
-    let bytes = BASE64
-        .decode(text.trim())
-        .map_err(|_| KeyError::NotBase64)?;
+    let bytes = Zeroizing::new(
+        BASE64
+            .decode(text.trim())
+            .map_err(|_| KeyError::NotBase64)?,
+    );
     <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| KeyError::WrongLength(bytes.len()))
 }
 
 /// Parse a base64 private key (the seed); surrounding whitespace is ignored.
+/// The seed's copies are wiped (the key itself wipes on drop).
 pub fn decode_private_key(text: &str) -> Result<SigningKey, KeyError> {
-    decode_32(text).map(|seed| SigningKey::from_bytes(&seed))
+    decode_32(text).map(|mut seed| {
+        let key = SigningKey::from_bytes(&seed);
+        seed.zeroize();
+        key
+    })
 }
 
 /// Parse a base64 public key; surrounding whitespace is ignored.
@@ -91,9 +99,12 @@ pub fn decode_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotOnCurve)
 }
 
-/// What a private key file contains: base64 seed and a newline.
-pub fn private_key_file_contents(private: &SigningKey) -> String {
-    format!("{}\n", encode_key(&private.to_bytes()))
+/// What a private key file contains: base64 seed and a newline (wiped
+/// when dropped).
+pub fn private_key_file_contents(private: &SigningKey) -> Zeroizing<String> {
+    let seed = Zeroizing::new(private.to_bytes());
+    let encoded = Zeroizing::new(encode_key(&seed));
+    Zeroizing::new(format!("{}\n", encoded.as_str()))
 }
 
 /// Create `path` with mode 0600 and write a new private key into it.
@@ -135,10 +146,13 @@ pub fn write_new_private_key_file(path: &Path) -> Result<SigningKey, KeyFileErro
 /// Read a private key file.
 pub fn read_private_key_file(path: &Path) -> Result<SigningKey, KeyFileError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+                path: shown.clone(),
+                source,
+            })?,
+        );
     decode_private_key(&text).map_err(|source| KeyFileError::BadKey {
         path: shown,
         source,

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod host;
 pub mod keys;
 pub mod metrics;
+pub mod monitor;
 pub mod reload;
 pub mod routes;
 pub mod snapshot;

@@ -53,6 +53,22 @@ enum Command {
     Up {
         /// The config file.
         config: PathBuf,
+        /// The control socket (default: /run/tgp/<interface>.sock, or
+        /// /run/tgp/net-<inode>/<interface>.sock outside the host's
+        /// network namespace).
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+        /// The user to run as once the interface, socket and control socket
+        /// are set up (when started as root).
+        #[arg(long, value_name = "NAME", default_value = "nobody")]
+        user: String,
+        /// Stay root after set-up (for debugging only: every packet from
+        /// the network is then parsed as root).
+        #[arg(long)]
+        keep_root: bool,
+        /// Started by the root monitor of `tgp up` (internal).
+        #[arg(long, hide = true)]
+        monitored: bool,
     },
     /// Show each peer of a running tunnel: session, endpoint, round-trip
     /// time, loss each way, redundancy, rate, traffic and drops.
@@ -63,6 +79,9 @@ enum Command {
         /// Print JSON (every counter, for scripts) instead of text.
         #[arg(long)]
         json: bool,
+        /// The control socket, if `tgp up` was given one.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
     },
     /// Ask a running tunnel to re-read its config file and apply what
     /// changed (peers, allowed IPs, class rules, routes, DNS, NAT); the
@@ -72,6 +91,9 @@ enum Command {
         /// The interface (needed only when several tunnels run).
         #[arg(short, long)]
         interface: Option<String>,
+        /// The control socket, if `tgp up` was given one.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
     },
     /// Ask a running tunnel to stop (it removes its routes, rules, DNS
     /// and NAT). When its daemon is gone (it crashed), undo what it left.
@@ -79,6 +101,9 @@ enum Command {
         /// The interface (needed only when several tunnels run).
         #[arg(short, long)]
         interface: Option<String>,
+        /// The control socket, if `tgp up` was given one.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish,
     /// powershell).
@@ -111,13 +136,31 @@ fn run(command: Command) -> Result<()> {
         Command::Genkey { output } => genkey(output.as_deref()),
         Command::Pubkey { file } => pubkey(&file),
         Command::Check { config } => check(&config),
-        Command::Up { config } => up(&config),
-        Command::Status { interface, json } => control(
+        Command::Up {
+            config,
+            control,
+            user,
+            keep_root,
+            monitored,
+        } => up(
+            &config,
+            tgp_tunnel::daemon::RunOptions {
+                control,
+                user: (!keep_root).then_some(user),
+                monitored,
+            },
+        ),
+        Command::Status {
+            interface,
+            json,
+            control,
+        } => self::control(
             interface.as_deref(),
+            control.as_deref(),
             if json { "status json" } else { "status" },
         ),
-        Command::Reload { interface } => reload(interface.as_deref()),
-        Command::Down { interface } => down(interface.as_deref()),
+        Command::Reload { interface, control } => reload(interface.as_deref(), control.as_deref()),
+        Command::Down { interface, control } => down(interface.as_deref(), control.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tgp", &mut std::io::stdout());
             Ok(())
@@ -134,8 +177,8 @@ fn man(directory: &Path) -> Result<()> {
     Ok(())
 }
 
-fn reload(interface: Option<&str>) -> Result<()> {
-    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, "reload"))?;
+fn reload(interface: Option<&str>, socket: Option<&Path>) -> Result<()> {
+    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, socket, "reload"))?;
     if answer.starts_with("tgp: reload failed") {
         bail!("{}", answer.trim_end().trim_start_matches("tgp: "));
     }
@@ -144,8 +187,8 @@ fn reload(interface: Option<&str>) -> Result<()> {
 }
 
 /// Stops the daemon; if there is none, undoes what a crashed one left.
-fn down(interface: Option<&str>) -> Result<()> {
-    match runtime()?.block_on(tgp_tunnel::control::request(interface, "down")) {
+fn down(interface: Option<&str>, socket: Option<&Path>) -> Result<()> {
+    match runtime()?.block_on(tgp_tunnel::control::request(interface, socket, "down")) {
         Ok(answer) => {
             print!("{answer}");
             Ok(())
@@ -339,7 +382,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn up(path: &Path) -> Result<()> {
+fn up(path: &Path, options: tgp_tunnel::daemon::RunOptions) -> Result<()> {
     let config = Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.interface.log_level));
@@ -354,11 +397,32 @@ fn up(path: &Path) -> Result<()> {
                 config.interface.private_key_file.display()
             )
         })?;
-    runtime()?.block_on(tgp_tunnel::daemon::run(config, identity))
+    // Giving up root: this process stays root as the daemon's monitor, to
+    // undo when the daemon ends what only root can undo.
+    if options.monitored {
+        tgp_tunnel::monitor::follow_monitor()?;
+    } else if options.user.is_some() && nix::unistd::getuid().is_root() {
+        let control_socket = options
+            .control
+            .clone()
+            .unwrap_or_else(|| tgp_tunnel::control::socket_path(&config.interface.name));
+        let mut daemon = std::process::Command::new(
+            std::env::current_exe().context("finding the tgp binary to run the daemon")?,
+        );
+        daemon
+            .args(std::env::args_os().skip(1))
+            .arg(tgp_tunnel::monitor::MONITORED_FLAG);
+        let code = tgp_tunnel::monitor::run(daemon, &config.interface.name, control_socket)?;
+        if code != 0 {
+            std::process::exit(i32::from(code));
+        }
+        return Ok(());
+    }
+    runtime()?.block_on(tgp_tunnel::daemon::run(config, identity, options))
 }
 
-fn control(interface: Option<&str>, command: &str) -> Result<()> {
-    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, command))?;
+fn control(interface: Option<&str>, socket: Option<&Path>, command: &str) -> Result<()> {
+    let answer = runtime()?.block_on(tgp_tunnel::control::request(interface, socket, command))?;
     print!("{answer}");
     Ok(())
 }

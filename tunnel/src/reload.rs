@@ -170,6 +170,16 @@ pub fn reload(targets: Targets<'_>) -> Result<String> {
         .source
         .clone()
         .context("the tunnel was not started from a config file")?;
+    if let Err(error) = std::fs::File::open(&path) {
+        if error.kind() == std::io::ErrorKind::PermissionDenied {
+            bail!(
+                "cannot read {}: the daemon no longer runs as root; make the config \
+                 readable by its user (it holds no secret: chmod 644, and let the \
+                 user enter its directory), or start tgp up with --keep-root",
+                path.display()
+            );
+        }
+    }
     let new = Config::load(&path)
         .map_err(|error| anyhow::anyhow!("{error}"))
         .with_context(|| format!("{} is not a valid config", path.display()))?;

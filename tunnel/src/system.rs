@@ -22,7 +22,7 @@ impl HostSetup {
     /// Cleans up after a crashed daemon of this interface and applies what
     /// `config` asks, with the system's tools and state directory.
     pub fn up(config: &Config) -> Result<HostSetup> {
-        HostSetup::up_with(Tools::system(), Path::new(host::STATE_DIRECTORY), config)
+        HostSetup::up_with(Tools::system(), &state_directory(), config)
     }
 
     /// [`HostSetup::up`] with other tools and another state directory.
@@ -109,6 +109,14 @@ impl HostSetup {
         self.changes.keys()
     }
 
+    /// Before the daemon gives up root: the state file stays open for
+    /// writing (reloads still record their changes), and the changes are
+    /// left in place when this is dropped, for the root monitor to undo
+    /// ([`crate::monitor`]; an unprivileged daemon could not undo all).
+    pub fn leave_to_monitor(&mut self) -> Result<()> {
+        self.changes.leave_to_monitor()
+    }
+
     /// Undoes everything now (also done when dropped).
     pub fn down(mut self) {
         self.changes.undo_everything();
@@ -128,11 +136,18 @@ pub fn mark_socket(socket: &tokio::net::UdpSocket, mark: Option<u32>) -> Result<
     })
 }
 
+/// Where the host state files are: the control sockets' directory of this
+/// network namespace (two tunnels with one interface name in two
+/// namespaces do not share a state file).
+pub fn state_directory() -> std::path::PathBuf {
+    crate::control::namespace_directory()
+}
+
 /// `tgp down` for a daemon that is gone: undoes what it left behind.
 /// Returns a line for the user.
 pub fn cleanup_after_dead_daemon(interface: &str) -> Result<String> {
-    let directory = Path::new(host::STATE_DIRECTORY);
-    match host::cleanup_stale(&Tools::system(), directory, interface)
+    let directory = state_directory();
+    match host::cleanup_stale(&Tools::system(), &directory, interface)
         .with_context(|| format!("cleaning up after the tgp daemon of {interface}"))?
     {
         Some(count) => Ok(format!(
@@ -146,5 +161,5 @@ pub fn cleanup_after_dead_daemon(interface: &str) -> Result<String> {
 
 /// Interfaces whose daemons left host changes behind.
 pub fn interfaces_left_behind() -> Vec<String> {
-    host::stale_interfaces(Path::new(host::STATE_DIRECTORY))
+    host::stale_interfaces(&state_directory())
 }

@@ -32,8 +32,16 @@ enum FuzzFrame {
     Ping,
 }
 
+/// Small numbers, edge values near `u64::MAX` and near the receive
+/// windows, and anything.
 fn small() -> impl Strategy<Value = u64> {
-    prop_oneof![0u64..64, any::<u64>()]
+    prop_oneof![
+        0u64..64,
+        (u64::MAX - 70)..=u64::MAX,
+        (1u64 << 15) - 2..(1u64 << 15) + 2,
+        (1u64 << 18) - 2..(1u64 << 18) + 2,
+        any::<u64>()
+    ]
 }
 
 fn ranges() -> impl Strategy<Value = Vec<(u64, u64)>> {

@@ -14,6 +14,20 @@
 //! key as long as the packet number never repeats, which [`PacketSealer`]
 //! guarantees by counting up and refusing to wrap.
 //!
+//! # Usage limits
+//!
+//! One key seals at most [`PACKETS_PER_KEY`] packets (RFC 9001 §6.6: for
+//! AES-GCM with packets of at most 2^11 bytes the confidentiality bound
+//! keeps an attacker's advantage under 2^-57 for about 2^28.5 packets;
+//! ChaCha20-Poly1305's is far higher, the same limit is used for both).
+//! Past it [`PacketSealer::seal_in_place`] refuses with
+//! [`SealError::UsageLimit`]; the endpoint rekeys long before, at half of
+//! it. One key opens at most [`FORGERIES_PER_KEY`] packets that fail
+//! authentication (ChaCha20-Poly1305's integrity limit, 2^36, the lower of
+//! the two); after that every packet under it is refused as forged, and
+//! the session recovers through a new handshake (its peer goes
+//! unanswered). Packet numbers keep rising across rekeys and never wrap.
+//!
 //! The AEAD is AES-256-GCM, or ChaCha20-Poly1305 where the CPU lacks AES
 //! instructions ([`AeadAlgorithm::preferred_for_this_cpu`]). Both ends must
 //! use the same one; the choice belongs to the session set-up.
@@ -26,6 +40,11 @@ use thiserror::Error;
 
 /// Total bytes that protection adds to a packet body.
 pub const PROTECTION_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Most packets one key seals (its confidentiality limit).
+pub const PACKETS_PER_KEY: u64 = 1 << 28;
+/// Most packets failing authentication one key tolerates (its integrity
+/// limit).
+pub const FORGERIES_PER_KEY: u64 = 1 << 36;
 
 /// The authenticated cipher that seals data packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -112,6 +131,9 @@ pub enum SealError {
     /// All 2^64 − 1 packet numbers of this key are used: rekey.
     #[error("packet numbers exhausted; the session must be rekeyed")]
     PacketNumbersExhausted,
+    /// This key sealed its [`PACKETS_PER_KEY`]: rekey.
+    #[error("the key sealed its usage limit of packets; the session must be rekeyed")]
+    UsageLimit,
     /// The buffer passed to [`PacketSealer::seal_in_place`] has no room
     /// reserved for the header.
     #[error("no room reserved for the packet header")]
@@ -138,6 +160,9 @@ pub struct PacketSealer {
     key: aead::LessSafeKey,
     session_id: u64,
     next_packet_number: u64,
+    /// Packets sealed under this key, and the most it may seal.
+    sealed: u64,
+    limit: u64,
 }
 
 impl std::fmt::Debug for PacketSealer {
@@ -156,7 +181,20 @@ impl PacketSealer {
             key: algorithm.key(&keys.send),
             session_id: keys.session_id,
             next_packet_number: 0,
+            sealed: 0,
+            limit: PACKETS_PER_KEY,
         }
+    }
+
+    /// The same sealer with a lower usage limit (tests).
+    pub fn with_usage_limit(mut self, limit: u64) -> Self {
+        self.limit = limit.min(PACKETS_PER_KEY);
+        self
+    }
+
+    /// Packets sealed under this key so far.
+    pub fn sealed(&self) -> u64 {
+        self.sealed
     }
 
     /// The same sealer, numbering from `first`, so that packet numbers
@@ -181,10 +219,14 @@ impl PacketSealer {
         if packet_number == u64::MAX {
             return Err(SealError::PacketNumbersExhausted);
         }
+        if self.sealed >= self.limit {
+            return Err(SealError::UsageLimit);
+        }
         if out.len() < start + HEADER_LEN {
             return Err(SealError::NoRoomForHeader);
         }
         self.next_packet_number += 1;
+        self.sealed += 1;
         let mut header = Vec::with_capacity(HEADER_LEN);
         DataHeader {
             session_id: self.session_id,
@@ -224,6 +266,8 @@ pub struct PacketOpener {
     session_id: u64,
     window: ReplayWindow,
     scratch: Vec<u8>,
+    /// Packets that failed authentication under this key.
+    forgeries: u64,
 }
 
 impl std::fmt::Debug for PacketOpener {
@@ -242,6 +286,7 @@ impl PacketOpener {
             session_id: keys.session_id,
             window: ReplayWindow::default(),
             scratch: Vec::new(),
+            forgeries: 0,
         }
     }
 
@@ -263,12 +308,18 @@ impl PacketOpener {
             return Err(OpenError::UnknownSession);
         }
         self.window.check(header.packet_number)?;
+        if self.forgeries >= FORGERIES_PER_KEY {
+            return Err(OpenError::Forged);
+        }
         let (clear, sealed) = datagram.split_at_mut(HEADER_LEN);
         let aad = aead::Aad::from(&*clear);
-        let body = self
+        let Ok(body) = self
             .key
             .open_in_place(nonce(header.packet_number), aad, sealed)
-            .map_err(|_| OpenError::Forged)?;
+        else {
+            self.forgeries += 1;
+            return Err(OpenError::Forged);
+        };
         self.window.mark(header.packet_number);
         Ok((header.packet_number, &*body))
     }
@@ -322,6 +373,28 @@ mod tests {
 
     fn keys() -> (SessionKeys, SessionKeys) {
         SessionKeys::pair([1; 32], [2; 32], 7)
+    }
+
+    #[test]
+    fn a_key_seals_no_more_than_its_limit() {
+        let (a, b) = keys();
+        let mut sealer = PacketSealer::new(AeadAlgorithm::Aes256Gcm, &a).with_usage_limit(3);
+        let mut opener = PacketOpener::new(AeadAlgorithm::Aes256Gcm, &b);
+        let mut packet = Vec::new();
+        for pn in 0..3 {
+            assert_eq!(sealer.seal(b"x", &mut packet), Ok(pn));
+            assert!(opener.open(&packet).is_ok());
+        }
+        assert_eq!(sealer.seal(b"x", &mut packet), Err(SealError::UsageLimit));
+        assert!(packet.is_empty());
+        // A rekeyed sealer numbers on from where the old one stopped.
+        let mut next = PacketSealer::new(AeadAlgorithm::Aes256Gcm, &b).starting_at(3);
+        assert_eq!(next.seal(b"x", &mut packet), Ok(3));
+        let mut last = PacketSealer::new(AeadAlgorithm::Aes256Gcm, &a).starting_at(u64::MAX);
+        assert_eq!(
+            last.seal(b"x", &mut packet),
+            Err(SealError::PacketNumbersExhausted)
+        );
     }
 
     #[test]

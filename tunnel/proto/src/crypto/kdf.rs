@@ -25,7 +25,8 @@ pub fn domain_hash(domain: &[u8], parts: &[&[u8]]) -> Hash {
     hasher.finalize().into()
 }
 
-/// Everything the handshake derives once RECEIPT exists.
+/// Everything the handshake derives once RECEIPT exists (wiped when
+/// dropped).
 pub struct DerivedSecrets {
     /// The per-direction data keys, seen from this side.
     pub session_keys: SessionKeys,
@@ -33,6 +34,13 @@ pub struct DerivedSecrets {
     pub own_confirmation_key: [u8; 32],
     /// Key for the peer's key-confirmation tag.
     pub peer_confirmation_key: [u8; 32],
+}
+
+impl Drop for DerivedSecrets {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.own_confirmation_key);
+        zeroize::Zeroize::zeroize(&mut self.peer_confirmation_key);
+    }
 }
 
 /// Derives the session secrets: HKDF-SHA256 with RECEIPT as salt and the
@@ -57,6 +65,7 @@ pub fn derive_session_secrets(
     let (first_confirms, second_confirms) = (take(2), take(3));
     let mut session_id = [0u8; 8];
     session_id.copy_from_slice(&okm[128..136]);
+    zeroize::Zeroize::zeroize(&mut okm);
     let session_id = u64::from_be_bytes(session_id);
     if we_are_first {
         DerivedSecrets {

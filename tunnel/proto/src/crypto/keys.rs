@@ -1,4 +1,8 @@
-//! Session keys: what a finished handshake hands to the data plane.
+//! Session keys: what a finished handshake hands to the data plane. Every
+//! copy is wiped when dropped (`zeroize`); so are the confirmation keys,
+//! the HKDF output, the X25519 ephemeral secret and the shared secret
+//! (x25519-dalek's `zeroize` feature), and the identity key
+//! (ed25519-dalek's). ring wipes its own expanded AEAD keys.
 
 /// Per-direction symmetric keys of one session, derived by the handshake
 /// (HKDF-SHA256 over the X25519 shared secret, salted with RECEIPT).
@@ -38,6 +42,14 @@ impl SessionKeys {
                 session_id,
             },
         )
+    }
+}
+
+impl Drop for SessionKeys {
+    /// Key material does not outlive the keys (every copy is wiped).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.send);
+        zeroize::Zeroize::zeroize(&mut self.receive);
     }
 }
 

@@ -26,10 +26,20 @@ pub const MAX_WINDOW: usize = 64;
 /// equations: a repair may not reach further back.
 pub const KEEP_BEHIND: u64 = 512;
 /// How far ahead of the newest sequence number seen a repair may reach
-/// (sequence numbers rise; this only bounds nonsense).
-pub const MAX_AHEAD: u64 = 1 << 16;
+/// (sequence numbers rise; this only bounds nonsense: a burst of this many
+/// lost sources in a row).
+pub const MAX_AHEAD: u64 = 1 << 12;
 /// Most equations a decoder holds.
 pub const MAX_ROWS: usize = 512;
+/// Most unknowns one equation may hold after elimination (fill-in): an
+/// equation beyond it is dropped (equations are only ever a help; the
+/// receiver asks for more). With [`MAX_ROWS`] it bounds the work one
+/// repair can cause.
+pub const MAX_ROW_TERMS: usize = 4 * MAX_WINDOW;
+/// Longest shard the decoder holds (a source symbol with its length, or a
+/// repair): well above any datagram size in use, and a bound on memory
+/// (at most [`KEEP_BEHIND`] sources and [`MAX_ROWS`] equations of it).
+pub const MAX_SHARD: usize = 16 * 1024;
 
 /// The set of sources a repair covers: `first` and a bitmap of the
 /// following [`MAX_WINDOW`] sequence numbers (bit `i` covers `first + i`).
@@ -74,6 +84,9 @@ pub enum FecError {
     /// The shard is shorter than a source it must hold.
     #[error("repair shard too short")]
     TooShort,
+    /// The shard is longer than [`MAX_SHARD`].
+    #[error("repair shard too long")]
+    TooLong,
 }
 
 /// The coefficient of source `seq` in repair `id`: non-zero, and
@@ -226,6 +239,9 @@ impl WindowDecoder {
     /// A source symbol's shard (received directly). Recovers whatever that
     /// lets the held equations determine.
     pub fn add_source(&mut self, seq: u64, shard: Vec<u8>) {
+        if shard.len() > MAX_SHARD {
+            return;
+        }
         self.newest = self.newest.max(seq);
         if self.sources.contains_key(&seq) {
             return;
@@ -244,6 +260,9 @@ impl WindowDecoder {
     ) -> Result<RepairOutcome, FecError> {
         if window.mask & 1 == 0 {
             return Err(FecError::OutOfRange);
+        }
+        if shard.len() > MAX_SHARD {
+            return Err(FecError::TooLong);
         }
         let last = window.seqs().last().unwrap_or(window.first);
         if last > self.newest.saturating_add(MAX_AHEAD) {
@@ -286,6 +305,9 @@ impl WindowDecoder {
         let Some(pivot) = row.pivot() else {
             return Ok(RepairOutcome::Redundant);
         };
+        if row.coeffs.len() > MAX_ROW_TERMS {
+            return Ok(RepairOutcome::Redundant);
+        }
         row.normalize();
         // Keep the form reduced: the new pivot leaves every other row.
         for other in self.rows.values_mut() {
@@ -294,6 +316,7 @@ impl WindowDecoder {
             }
         }
         self.rows.insert(pivot, row);
+        self.drop_overgrown_rows();
         self.solve_single_rows();
         self.prune();
         Ok(RepairOutcome::Useful)
@@ -345,6 +368,9 @@ impl WindowDecoder {
             }
         }
         let Some(pivot) = row.pivot() else { return };
+        if row.coeffs.len() > MAX_ROW_TERMS {
+            return;
+        }
         row.normalize();
         for other in self.rows.values_mut() {
             if let Some(&c) = other.coeffs.get(&pivot) {
@@ -352,6 +378,14 @@ impl WindowDecoder {
             }
         }
         self.rows.insert(pivot, row);
+        self.drop_overgrown_rows();
+    }
+
+    /// Drops equations whose fill-in grew past [`MAX_ROW_TERMS`] (the
+    /// others stay reduced: dropping a row removes a pivot no other row
+    /// holds).
+    fn drop_overgrown_rows(&mut self) {
+        self.rows.retain(|_, row| row.coeffs.len() <= MAX_ROW_TERMS);
     }
 
     /// Rows with a single unknown: those sources are recovered.

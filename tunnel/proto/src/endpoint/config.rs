@@ -1,6 +1,7 @@
 //! How an endpoint is configured: its own settings and what it knows of
 //! each peer in advance.
 
+use super::admission::AdmissionConfig;
 use crate::crypto::VerifyingKey;
 use crate::delivery::DataPlaneConfig;
 use crate::handshake::HandshakeConfig;
@@ -26,6 +27,13 @@ pub struct EndpointConfig {
     pub unresponsive_timeout: Duration,
     /// IP packets held per peer while no session is usable.
     pub pending_packet_limit: usize,
+    /// Limits on handshake work for sources that proved nothing (cookies,
+    /// rate limits, the amplification factor).
+    pub admission: AdmissionConfig,
+    /// A session whose peer sent nothing authentic for this long is torn
+    /// down (its state freed); a new handshake starts if the peer's
+    /// address is known and something waits to be sent.
+    pub dead_session_timeout: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -41,6 +49,8 @@ impl Default for EndpointConfig {
             max_retry_interval: Duration::from_secs(30),
             unresponsive_timeout: Duration::from_secs(3),
             pending_packet_limit: 256,
+            admission: AdmissionConfig::default(),
+            dead_session_timeout: Duration::from_secs(180),
         }
     }
 }

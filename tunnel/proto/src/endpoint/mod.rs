@@ -36,13 +36,17 @@ use crate::crypto::SigningKey;
 use crate::delivery::{DataPlane, FlowId, SendError};
 use crate::time::Timestamp;
 use crate::wire::data::DataHeader;
-use crate::wire::{PACKET_TYPE_DATA, PACKET_TYPE_HANDSHAKE};
+use crate::wire::handshake::append_cookie;
+use crate::wire::retry::COOKIE_LEN;
+use crate::wire::{PACKET_TYPE_DATA, PACKET_TYPE_HANDSHAKE, PACKET_TYPE_RETRY};
+use admission::Admission;
 use peer::Peer;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+pub mod admission;
 mod config;
 mod events;
 mod handshakes;
@@ -51,6 +55,7 @@ pub mod reconfigure;
 mod session;
 mod status;
 
+pub use admission::AdmissionConfig;
 pub use config::{EndpointConfig, PeerSettings};
 pub use events::{DatagramOutcome, Delivery, DownReason, EndpointDrop, Event, Transmit};
 pub use status::{EndpointDrops, PeerStatus, SessionState};
@@ -74,6 +79,7 @@ pub struct Endpoint {
     deliveries: VecDeque<Delivery>,
     drops: EndpointDrops,
     next_transmitter: usize,
+    admission: Admission,
 }
 
 impl Endpoint {
@@ -92,6 +98,8 @@ impl Endpoint {
     ) -> Self {
         let own_identity = identity.verifying_key().to_bytes();
         let unix_time_at_origin_ms = unix_time_ms.saturating_sub(now.as_nanos() / 1_000_000);
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let admission = Admission::new(now, config.admission.clone(), &mut rng);
         let mut endpoint = Endpoint {
             identity,
             own_identity,
@@ -99,12 +107,13 @@ impl Endpoint {
             peers: Vec::new(),
             by_identity: HashMap::new(),
             by_session: HashMap::new(),
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             unix_time_at_origin_ms,
             events: VecDeque::new(),
             deliveries: VecDeque::new(),
             drops: EndpointDrops::default(),
             next_transmitter: 0,
+            admission,
         };
         for settings in peers {
             let identity_bytes = settings.identity.to_bytes();
@@ -256,6 +265,7 @@ impl Endpoint {
         let outcome = match datagram.first() {
             Some(&PACKET_TYPE_HANDSHAKE) => self.handle_handshake_packet(now, from, datagram),
             Some(&PACKET_TYPE_DATA) => self.handle_data_packet(now, from, datagram),
+            Some(&PACKET_TYPE_RETRY) => self.handle_retry(from, datagram),
             _ => DatagramOutcome::Dropped(EndpointDrop::NotTgp),
         };
         if let DatagramOutcome::Dropped(reason) = outcome {
@@ -307,7 +317,7 @@ impl Endpoint {
             Ok(received) => received,
             Err(error) => return DatagramOutcome::Dropped(EndpointDrop::Data(error)),
         };
-        session.heard_from_peer();
+        session.heard_from_peer(now);
         while let Some(delivered) = session.data.poll_delivery() {
             self.deliveries.push_back(Delivery {
                 peer,
@@ -330,6 +340,13 @@ impl Endpoint {
     /// Appends the next datagram to send, if any is due, to `buffer` and
     /// returns where it goes and its length. Peers take turns.
     pub fn poll_transmit(&mut self, now: Timestamp, buffer: &mut Vec<u8>) -> Option<Transmit> {
+        if let Some((destination, retry)) = self.admission.poll_retry() {
+            buffer.extend_from_slice(&retry);
+            return Some(Transmit {
+                destination,
+                size: retry.len(),
+            });
+        }
         let count = self.peers.len();
         for offset in 0..count {
             let peer = (self.next_transmitter + offset) % count;
@@ -361,13 +378,21 @@ impl Endpoint {
         if let Some(handshake) = &mut p.handshake {
             if let Some(size) = handshake.poll_transmit(now, buffer) {
                 self.drain_handshake_events(now, peer);
-                // A responder always knows the address; an initiator only
-                // starts with one. Without one the packet has nowhere to go.
-                let destination = self.peers[peer].address;
-                if destination.is_none() {
+                // Floods go to the paths the handshake tries, each within
+                // its amplification budget until it proves it receives.
+                let factor = self.admission.amplification_factor();
+                let p = &mut self.peers[peer];
+                let Some(destination) = p.paths.pick(size + 3 + COOKIE_LEN, factor) else {
                     buffer.truncate(start);
+                    return None;
+                };
+                let mut size = size;
+                if let Some((address, cookie)) = &p.cookie {
+                    if *address == destination && append_cookie(buffer, start, cookie) {
+                        size += 3 + COOKIE_LEN;
+                    }
                 }
-                return destination.map(|destination| Transmit { destination, size });
+                return Some(Transmit { destination, size });
             }
         }
         let p = &mut self.peers[peer];
@@ -406,6 +431,9 @@ impl Endpoint {
                     p.retry_at,
                     p.rekey_at(self.config.rekey_interval, self.we_rekey(p)),
                     p.unanswered_at(self.config.unresponsive_timeout),
+                    p.session
+                        .as_ref()
+                        .map(|s| s.last_heard_at + self.config.dead_session_timeout),
                 ]
             })
             .flatten()
@@ -416,6 +444,7 @@ impl Endpoint {
     /// (Silence of a peer is checked here too; the data plane's keepalive
     /// timer makes sure this runs at least once per keepalive interval.)
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.admission.rotate(now, &mut self.rng);
         for peer in 0..self.peers.len() {
             if let Some(handshake) = &mut self.peers[peer].handshake {
                 handshake.handle_timeout(now);
@@ -455,6 +484,25 @@ impl Endpoint {
         let p = &mut self.peers[peer];
         let running = p.handshake_in_progress();
         let mut start = false;
+        if p.session
+            .as_ref()
+            .is_some_and(|s| now >= s.last_heard_at + self.config.dead_session_timeout)
+        {
+            // Silent far beyond the idle timeout: free what the session
+            // holds (queues, windows, records) instead of keeping it for
+            // a peer that may never come back.
+            if let Some(old) = p.session.take() {
+                for id in old.ids() {
+                    self.by_session.remove(id);
+                }
+                if !old.reported_silent {
+                    self.events.push_back(Event::SessionDown {
+                        peer,
+                        reason: DownReason::PeerSilent,
+                    });
+                }
+            }
+        }
         if let Some(session) = &mut p.session {
             if !session.reported_silent && session.data.peer_is_silent(now) {
                 session.reported_silent = true;
@@ -471,6 +519,10 @@ impl Endpoint {
             }
             if rekey_at.is_some_and(|t| t <= now) {
                 start = true;
+            }
+            if session.keys_worn() && !running {
+                // Whichever side: the keys near their AEAD usage limit.
+                start |= p.address.is_some();
             }
         }
         if p.retry_at.is_some_and(|t| t <= now) {

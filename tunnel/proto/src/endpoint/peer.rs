@@ -4,6 +4,7 @@
 //! a handshake (retry after failure, rekey, an unanswered session) — each
 //! defined once here, for the endpoint's `poll_timeout` and its checks.
 
+use super::admission::HandshakePaths;
 use super::session::Session;
 use super::PeerSettings;
 use crate::class::DeliveryClass;
@@ -31,6 +32,10 @@ pub(crate) struct Peer {
     pub failed_attempts: u32,
     pub newest_peer_commitment: u64,
     pub sessions_started: u64,
+    /// Where the running handshake floods, and what it may send there.
+    pub paths: HandshakePaths,
+    /// A cookie a responder under load gave us, for its address.
+    pub cookie: Option<(SocketAddr, [u8; crate::wire::retry::COOKIE_LEN])>,
 }
 
 impl Peer {
@@ -48,6 +53,8 @@ impl Peer {
             failed_attempts: 0,
             newest_peer_commitment: 0,
             sessions_started: 0,
+            paths: HandshakePaths::default(),
+            cookie: None,
         }
     }
 

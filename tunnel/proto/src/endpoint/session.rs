@@ -18,6 +18,11 @@ pub(crate) struct Session {
     pub reported_silent: bool,
     /// When we first sent something after last hearing from the peer.
     pub first_unanswered_send: Option<Timestamp>,
+    /// When something authentic last came from the peer (or the session
+    /// started or was rekeyed).
+    pub last_heard_at: Timestamp,
+    /// Datagrams the data plane had sent when the current keys came.
+    pub sent_at_rekey: u64,
     /// Session ids whose packets this session still opens (the current
     /// one, and older ones within their rekey grace time).
     ids: Vec<u64>,
@@ -33,6 +38,8 @@ impl Session {
             started_at: now,
             reported_silent: false,
             first_unanswered_send: None,
+            last_heard_at: now,
+            sent_at_rekey: 0,
             ids: vec![session_id],
         }
     }
@@ -46,9 +53,21 @@ impl Session {
         self.started_at = now;
         self.reported_silent = false;
         self.first_unanswered_send = None;
+        self.last_heard_at = now;
+        self.sent_at_rekey = self.data.stats().datagrams_sent;
         if !self.ids.contains(&session_id) {
             self.ids.push(session_id);
         }
+    }
+
+    /// Whether the current keys have sealed half their usage limit: time
+    /// to rekey, whichever side usually does.
+    pub(crate) fn keys_worn(&self) -> bool {
+        self.data
+            .stats()
+            .datagrams_sent
+            .saturating_sub(self.sent_at_rekey)
+            >= crate::crypto::aead::PACKETS_PER_KEY / 2
     }
 
     /// Every session id mapped to this session.
@@ -66,7 +85,8 @@ impl Session {
     }
 
     /// Something authentic arrived from the peer.
-    pub(crate) fn heard_from_peer(&mut self) {
+    pub(crate) fn heard_from_peer(&mut self, now: Timestamp) {
+        self.last_heard_at = now;
         self.reported_silent = false;
         self.first_unanswered_send = None;
     }

@@ -24,6 +24,15 @@ pub struct EndpointDrops {
     pub no_session: u64,
     /// IP packets the data plane refused (queue full or too large).
     pub send_refused: u64,
+    /// Signature checks of new commitments from the network.
+    pub handshake_verifications: u64,
+    /// New commitments dropped by the per-source or endpoint-wide
+    /// handshake budget, before any signature work.
+    pub handshake_rate_limited: u64,
+    /// Retry (cookie) packets sent while under load.
+    pub retries_sent: u64,
+    /// Retry packets that named no handshake of ours.
+    pub stale_retry: u64,
 }
 
 /// The state of a peer's session, for `tgp status`.

@@ -48,7 +48,7 @@ impl Default for HandshakeConfig {
 }
 
 impl HandshakeConfig {
-    pub(super) fn parameters(&self) -> SessionParameters {
+    pub(crate) fn parameters(&self) -> SessionParameters {
         SessionParameters {
             deadline_ms: duration_ms(self.deadline),
             cutoff_margin_ms: duration_ms(self.cutoff_margin),

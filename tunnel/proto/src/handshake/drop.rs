@@ -58,6 +58,15 @@ pub enum DropReason {
     /// The handshake has aborted or finished lingering.
     #[error("handshake already finished")]
     Finished,
+    /// A new commitment from an address that has not proven it receives,
+    /// while the responder is under load: a retry (cookie) was sent
+    /// instead of any signature work.
+    #[error("cookie required: the responder is under load")]
+    CookieRequired,
+    /// A new commitment beyond the handshake work allowed per source or in
+    /// all (dropped before any signature work).
+    #[error("handshake rate limit")]
+    RateLimited,
 }
 
 impl From<HandshakePacketError> for DropReason {
@@ -82,7 +91,7 @@ impl From<CodecError> for DropReason {
 
 impl DropReason {
     /// Every reason, for listing counters.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::NotHandshake,
@@ -98,6 +107,8 @@ impl DropReason {
         DropReason::BadConfirmation,
         DropReason::PrematureConfirmation,
         DropReason::Finished,
+        DropReason::CookieRequired,
+        DropReason::RateLimited,
     ];
 
     fn index(self) -> usize {
@@ -122,6 +133,8 @@ impl DropReason {
             DropReason::BadConfirmation => "bad_confirmation",
             DropReason::PrematureConfirmation => "premature_confirmation",
             DropReason::Finished => "finished",
+            DropReason::CookieRequired => "cookie_required",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }
@@ -134,6 +147,10 @@ pub struct Received {
     /// the handshake on (so it came from the peer, not from a replay of
     /// what we already hold).
     pub new_artifacts: u32,
+    /// Among them a proof of level D or higher: it links to our own fresh
+    /// proofs, so its sender received what we sent (the source address is
+    /// validated; a commitment alone proves nothing, it may be a replay).
+    pub proves_peer: bool,
     /// Why the packet, or its artifacts after the ones accepted, was
     /// dropped.
     pub dropped: Option<DropReason>,

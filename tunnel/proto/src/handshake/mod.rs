@@ -181,6 +181,8 @@ pub struct Handshake {
     verified: HashSet<Hash>,
     rejected: HashSet<Hash>,
     stats: HandshakeStats,
+    /// Peer proofs above the commitment accepted so far.
+    peer_proofs_accepted: u64,
 }
 
 impl std::fmt::Debug for Handshake {
@@ -225,6 +227,7 @@ impl Handshake {
         let mut ephemeral_bytes = [0u8; 32];
         rng.fill_bytes(&mut ephemeral_bytes);
         let ephemeral = StaticSecret::from(ephemeral_bytes);
+        zeroize::Zeroize::zeroize(&mut ephemeral_bytes);
         let commitment = Commitment {
             version: PROTOCOL_VERSION,
             signer: own_key,
@@ -267,6 +270,7 @@ impl Handshake {
             verified: HashSet::new(),
             rejected: HashSet::new(),
             stats: HandshakeStats::default(),
+            peer_proofs_accepted: 0,
         })
     }
 
@@ -319,6 +323,23 @@ impl Handshake {
     /// order of this time.
     pub fn peer_commitment_time(&self) -> Option<u64> {
         self.peer_commitment.as_ref().map(|c| c.unix_time_ms)
+    }
+
+    /// The artifact hash of the peer's commitment we hold, if any.
+    pub fn peer_commitment_hash(&self) -> Option<Hash> {
+        self.peer_hash(Level::Commitment)
+    }
+
+    /// The artifact hash of our own commitment (a retry packet echoes it).
+    pub fn own_commitment_hash(&self) -> Hash {
+        self.own_hash(Level::Commitment).unwrap_or_default()
+    }
+
+    /// Records that the artifact with this hash was verified by the owner
+    /// (the endpoint checks a commitment's signature once, before it
+    /// creates a handshake for it), so it is not verified twice.
+    pub(crate) fn trust_verified(&mut self, hash: Hash) {
+        self.verified.insert(hash);
     }
 
     /// Our own identity key.

@@ -7,7 +7,7 @@ use super::{DropReason, Handshake, Held, Outcome, Received, REJECTED_CACHE_LIMIT
 use crate::crypto::kdf::confirmation_tag_is_valid;
 use crate::crypto::{Hash, VerifyingKey};
 use crate::time::Timestamp;
-use crate::wire::handshake::{ArtifactRef, HandshakePacket, DONE_LEN};
+use crate::wire::handshake::{ArtifactRef, HandshakePacket, COOKIE_KIND, DONE_LEN};
 use std::time::Duration;
 
 impl Handshake {
@@ -20,12 +20,14 @@ impl Handshake {
         self.stats.packets_received += 1;
         self.advance_time(now);
         let accepted_before = self.stats.artifacts_accepted;
+        let proofs_before = self.peer_proofs_accepted;
         let result = self.process_packet(now, datagram);
         if let Err(reason) = result {
             self.stats.count_drop(reason);
         }
         Received {
             new_artifacts: (self.stats.artifacts_accepted - accepted_before) as u32,
+            proves_peer: self.peer_proofs_accepted > proofs_before,
             dropped: result.err(),
         }
     }
@@ -38,6 +40,9 @@ impl Handshake {
         if packet.sender != self.peer_key_bytes {
             return Err(DropReason::UnknownPeer);
         }
+        // A cookie proves only the sender's address, to the endpoint; it
+        // is no part of the handshake.
+        packet.artifacts.retain(|a| a.kind != COOKIE_KIND);
         packet.artifacts.sort_by_key(|a| a.kind);
         let mut outcome = Ok(());
         for &artifact in &packet.artifacts {
@@ -52,7 +57,10 @@ impl Handshake {
         // that was valid throughout earns an answer: make sure it
         // hears from us soon even after our own flooding has stopped. A
         // confirmation-only packet needs no answer, so this cannot ping-pong.
-        let peer_still_working = packet.artifacts.iter().any(|a| a.kind != DONE_KIND);
+        let peer_still_working = packet
+            .artifacts
+            .iter()
+            .any(|a| a.kind != DONE_KIND && a.kind != COOKIE_KIND);
         if outcome.is_ok() && peer_still_working && self.outcome != Outcome::Aborted {
             self.answer_pending = true;
         }
@@ -156,8 +164,14 @@ impl Handshake {
         }
         if self.config.align_start_to_peer && !self.aligned {
             self.aligned = true;
-            let peer_elapsed =
-                Duration::from_millis(u64::from(peer_elapsed_ms)).min(self.config.deadline);
+            let peer_elapsed = Duration::from_millis(plausible_elapsed_ms(
+                peer_elapsed_ms,
+                our_unix_now.saturating_sub(commitment.unix_time_ms),
+                skew_ms,
+                self.config
+                    .deadline
+                    .saturating_sub(self.config.cutoff_margin),
+            ));
             let peer_start = now.saturating_sub(peer_elapsed);
             if peer_start < self.started {
                 self.started = peer_start;
@@ -205,6 +219,7 @@ impl Handshake {
             body: body.to_vec(),
             hash,
         });
+        self.peer_proofs_accepted += 1;
         Ok(())
     }
 
@@ -221,5 +236,44 @@ impl Handshake {
         self.peer_confirmed = true;
         self.peer_holds = Some(Level::FinalConfirmation);
         Ok(())
+    }
+}
+
+/// How far back a responder may move its start for the peer's unsigned
+/// `elapsed_ms`: never before the peer's cut-off (so a forged value cannot
+/// make it abort at once: a peer that is past its cut-off cannot complete
+/// anyway), and never further from what the signed commitment time says
+/// (`signed_elapsed_ms`, in our clock) than the allowed clock skew.
+pub(crate) fn plausible_elapsed_ms(
+    claimed_ms: u32,
+    signed_elapsed_ms: u64,
+    skew_ms: u64,
+    cutoff_offset: Duration,
+) -> u64 {
+    let cutoff_ms = u64::try_from(cutoff_offset.as_millis()).unwrap_or(u64::MAX);
+    let low = signed_elapsed_ms.saturating_sub(skew_ms);
+    let high = signed_elapsed_ms.saturating_add(skew_ms);
+    u64::from(claimed_ms)
+        .clamp(low.min(high), high)
+        .min(cutoff_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_is_held_to_the_cutoff_and_the_signed_time() {
+        let cutoff = Duration::from_secs(5);
+        // Honest: as claimed.
+        assert_eq!(plausible_elapsed_ms(40, 45, 1000, cutoff), 40);
+        // A forged large value cannot pass the cut-off...
+        assert_eq!(
+            plausible_elapsed_ms(u32::MAX, 100_000, 200_000, cutoff),
+            5000
+        );
+        // ...nor stray from the signed start time by more than the skew.
+        assert_eq!(plausible_elapsed_ms(4000, 10, 100, cutoff), 110);
+        assert_eq!(plausible_elapsed_ms(0, 3000, 100, cutoff), 2900);
     }
 }

@@ -13,7 +13,7 @@
 //! ABANDON  0x05 ranges                        (sender gave these up)
 //! PING     0x06                               (keepalive)
 //! ranges = count:v then (gap from previous end:v, length:v) per range
-//! needs  = count:v then (oldest_missing:v, needed:v): equations the receiver lacks
+//! needs  = count:v (<= 64) then (oldest_missing:v, needed:v <= 64): equations the receiver lacks
 //! symbol = flow:v class:u8 (0: flow_seq:v | 1: deadline_us:v created_us:v
 //!                           | 2: flow_seq:v created_us:v
 //!                           | 4: flow_seq:v | 6: flow_seq:v created_us:v) payload
@@ -33,8 +33,14 @@ const FRAME_CONFIRM: u8 = 0x04;
 const FRAME_ABANDON: u8 = 0x05;
 const FRAME_PING: u8 = 0x06;
 
-/// Most ranges or needs a single frame may list.
+/// Most ranges a single frame may list.
 pub const MAX_LIST: usize = 512;
+/// Most needs a receipt may list (a receiver lists at most this many).
+pub const MAX_NEEDS: usize = 64;
+/// Most equations one need may ask for: a span of holes lies within one
+/// repair window of 64 sequence numbers. (A larger value only makes a
+/// sender loop over repair it cannot build.)
+pub const MAX_NEEDED: u64 = 64;
 
 /// A malformed frame or symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
@@ -303,9 +309,16 @@ pub fn parse_frames(body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                 let abandoned_complete_below = reader.varint()?;
                 let abandoned = read_ranges(&mut reader, confirmed_base)?;
                 let count = read_count(&mut reader)?;
+                if count > MAX_NEEDS {
+                    return Err(FrameError::OutOfRange);
+                }
                 let mut needs = Vec::with_capacity(count);
                 for _ in 0..count {
-                    needs.push((reader.varint()?, reader.varint()?));
+                    let (first, needed) = (reader.varint()?, reader.varint()?);
+                    if needed > MAX_NEEDED {
+                        return Err(FrameError::OutOfRange);
+                    }
+                    needs.push((first, needed));
                 }
                 Frame::Receipt(Receipt {
                     cumulative,
@@ -427,7 +440,7 @@ mod tests {
         #[test]
         fn round_trip(seq in 300u64..u64::MAX - 64, gi in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 2..50),
                       ranges in ranges_strategy(), abandoned in ranges_strategy(), point in any::<u64>(),
-                      needs in proptest::collection::vec((any::<u64>(), any::<u64>()), 0..5)) {
+                      needs in proptest::collection::vec((any::<u64>(), 0..=MAX_NEEDED), 0..5)) {
             let receipt = Receipt {
                 cumulative: 0,
                 ranges: ranges.clone(),
@@ -458,6 +471,12 @@ mod tests {
         fn mutated_frames_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..50), index in any::<usize>(), value in any::<u8>()) {
             let mut out = Vec::new();
             Frame::Receipt(Receipt { cumulative: 5, ranges: vec![7..9, 20..30], needs: vec![(5, 2)], ..Receipt::default() }).encode(&mut out);
+            let mut greedy = Vec::new();
+            Frame::Receipt(Receipt { needs: vec![(5, MAX_NEEDED + 1)], ..Receipt::default() }).encode(&mut greedy);
+            prop_assert_eq!(parse_frames(&greedy), Err(FrameError::OutOfRange));
+            let mut many = Vec::new();
+            Frame::Receipt(Receipt { needs: vec![(5, 1); MAX_NEEDS + 1], ..Receipt::default() }).encode(&mut many);
+            prop_assert_eq!(parse_frames(&many), Err(FrameError::OutOfRange));
             Frame::Data { seq: 9, symbol: &payload }.encode(&mut out);
             let index = index % out.len();
             out[index] = value;

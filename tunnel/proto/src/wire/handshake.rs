@@ -7,12 +7,17 @@
 //! 2..34  sender's Ed25519 identity key
 //! 34..38 sender's elapsed handshake time, ms (u32 BE; lets a responder
 //!        align its deadline with the initiator's)
-//! 38     artifact count (1..=7)
-//! then per artifact: kind (u8: 0..=5 proof levels, 6 = key confirmation),
-//!                    body length (u16 BE), body
+//! 38     artifact count (1..=8)
+//! then per artifact: kind (u8: 0..=5 proof levels, 6 = key confirmation,
+//!                    7 = cookie), body length (u16 BE), body
 //! ```
-//! The worst case (all six proofs and the confirmation) is 983 bytes, under
-//! [`MAX_HANDSHAKE_PACKET`](super::MAX_HANDSHAKE_PACKET).
+//! The worst case (all six proofs, the confirmation and a cookie) is 1002
+//! bytes, under [`MAX_HANDSHAKE_PACKET`](super::MAX_HANDSHAKE_PACKET).
+//!
+//! `elapsed_ms` is not signed: a receiver never lets it move a deadline
+//! further than the signed commitment time and the cut-off allow. The
+//! cookie is not signed either: it only proves the sender's address (see
+//! [`super::retry`]).
 //!
 //! This module owns the layout only; what the artifacts mean, and the
 //! signatures in them, belong to the handshake.
@@ -37,6 +42,9 @@ pub const COMMITMENT_LEN: usize = 1 + 32 + 32 + 32 + 32 + SESSION_PARAMETERS_LEN
 pub const PROOF_LEN: usize = 32 + 32 + 64;
 /// Length of the key-confirmation marker body: RECEIPT and an HMAC tag.
 pub const DONE_LEN: usize = 32 + 32;
+/// Wire kind number of a cookie (from a retry packet; proves the sender's
+/// address to a responder under load, carries no proof).
+pub const COOKIE_KIND: u8 = 7;
 
 /// Why bytes are not a handshake packet this side can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
@@ -66,8 +74,9 @@ impl From<CodecError> for HandshakePacketError {
 
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 39;
-/// Most artifacts one packet may carry: six proofs and the confirmation.
-pub const MAX_ARTIFACTS: usize = 7;
+/// Most artifacts one packet may carry: six proofs, the confirmation and a
+/// cookie.
+pub const MAX_ARTIFACTS: usize = 8;
 
 /// One stapled artifact, borrowed from the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +98,34 @@ pub struct HandshakePacket<'a> {
     pub artifacts: Vec<ArtifactRef<'a>>,
 }
 
+/// Offset of the artifact count in a handshake packet.
+pub const COUNT_OFFSET: usize = 38;
+
+/// Appends a cookie artifact to the encoded handshake packet at
+/// `packet` (which must be one [`HandshakePacket::encode`] wrote). Returns
+/// whether there was room for one more artifact.
+pub fn append_cookie(
+    packet: &mut Vec<u8>,
+    start: usize,
+    cookie: &[u8; super::retry::COOKIE_LEN],
+) -> bool {
+    let Some(count) = packet.get_mut(start + COUNT_OFFSET) else {
+        return false;
+    };
+    if usize::from(*count) >= MAX_ARTIFACTS {
+        return false;
+    }
+    *count += 1;
+    packet.push(COOKIE_KIND);
+    put_u16(packet, cookie.len() as u16);
+    packet.extend_from_slice(cookie);
+    true
+}
+
 fn expected_body_len(kind: u8) -> Option<usize> {
     match kind {
         DONE_KIND => Some(DONE_LEN),
+        COOKIE_KIND => Some(super::retry::COOKIE_LEN),
         0 => Some(COMMITMENT_LEN),
         1..=MAX_PROOF_KIND => Some(PROOF_LEN),
         _ => None,
@@ -216,6 +250,17 @@ mod tests {
         assert_eq!(bytes.len(), 983);
         assert!(bytes.len() <= MAX_HANDSHAKE_PACKET);
         assert_eq!(HandshakePacket::parse(&bytes), Ok(packet));
+        let mut with_cookie = bytes.clone();
+        assert!(append_cookie(&mut with_cookie, 0, &[9; 16]));
+        assert_eq!(with_cookie.len(), 1002);
+        assert!(with_cookie.len() <= MAX_HANDSHAKE_PACKET);
+        let parsed = HandshakePacket::parse(&with_cookie).unwrap();
+        assert_eq!(parsed.artifacts.len(), 8);
+        assert_eq!(parsed.artifacts[7].kind, COOKIE_KIND);
+        assert!(
+            !append_cookie(&mut with_cookie, 0, &[9; 16]),
+            "no ninth artifact"
+        );
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! Each UDP payload starts with one byte naming its kind:
 //! [`PACKET_TYPE_HANDSHAKE`] (layout in [`handshake`]) or
 //! [`PACKET_TYPE_DATA`] (clear header in [`data`], sealed body of
-//! [`frame`]s).
+//! [`frame`]s) or [`PACKET_TYPE_RETRY`] (a responder under load asks the
+//! initiator to prove its address first, [`retry`]).
 
 pub mod codec;
 pub mod data;
 pub mod frame;
 pub mod handshake;
+pub mod retry;
 
 pub use codec::{CodecError, Reader};
 
@@ -20,6 +22,8 @@ pub use codec::{CodecError, Reader};
 pub const PACKET_TYPE_HANDSHAKE: u8 = 0x01;
 /// First byte of a sealed data-plane packet.
 pub const PACKET_TYPE_DATA: u8 = 0x02;
+/// First byte of a retry (cookie reply) packet ([`retry`]).
+pub const PACKET_TYPE_RETRY: u8 = 0x03;
 
 /// The largest handshake packet we ever emit, in bytes: small enough to
 /// cross any path without IP fragmentation.

@@ -9,6 +9,18 @@
 //! ordering ([`reorder`]), the sender's clock ([`clock`]: deadlines and
 //! the added-delay measurement) and the loss
 //! meter ([`loss`], fed by the glue for every authentic packet).
+//!
+//! # Bounds
+//!
+//! An authentic peer may still misbehave, so nothing here grows with what
+//! it sends: DATA and REPAIR frames are taken only within
+//! [`RECEIVE_WINDOW`] of the cumulative point (reliable segments, which may
+//! wait for a hole, within [`RELIABLE_WINDOW`]: twice the sender's default
+//! `max_unresolved_segments`), so the resolved ranges, the waiting
+//! segments and the decoder's equations stay bounded; flows are compacted
+//! ([`reorder`]); the decoder has its own bounds ([`fec`]); sequence
+//! arithmetic saturates, so numbers near `u64::MAX` are refused, not
+//! wrapped.
 
 pub(crate) mod clock;
 pub(crate) mod loss;
@@ -27,6 +39,16 @@ use reorder::FlowReorder;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
+
+/// How far beyond the cumulative point a DATA or REPAIR frame may reach.
+/// Deadline traffic does not wait for holes, so this bounds only the
+/// resolved ranges and the decoder's reach.
+pub(crate) const RECEIVE_WINDOW: u64 = 1 << 18;
+/// How far beyond the cumulative point a reliable segment may be: it may
+/// wait in its flow for a hole, so this bounds the segments waiting. Twice
+/// the default `max_unresolved_segments` (an honest sender stays within
+/// that of the receiver's cumulative point).
+pub(crate) const RELIABLE_WINDOW: u64 = 1 << 15;
 
 /// A segment handed to the caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +99,9 @@ pub(crate) struct Receiver {
     flows: FlowReorder,
     clock: SenderClock,
     deliveries: VecDeque<Delivered>,
+    /// Segments (and bytes) delivered where no stats were at hand (flows
+    /// settled by an ABANDON frame), counted at the next chance.
+    uncounted: (u64, u64),
 }
 
 impl Receiver {
@@ -88,6 +113,32 @@ impl Receiver {
     /// The next delivered segment.
     pub(crate) fn poll_delivery(&mut self) -> Option<Delivered> {
         self.deliveries.pop_front()
+    }
+
+    /// Whether `seq` lies below `window` beyond the cumulative point (and
+    /// below `u64::MAX`, which no range can end after).
+    fn in_window(&self, seq: u64, window: u64) -> bool {
+        seq < self.cumulative.saturating_add(window) && seq < u64::MAX
+    }
+
+    /// Counts what was delivered without stats at hand.
+    fn count_deferred(&mut self, stats: &mut DataPlaneStats) {
+        let (segments, bytes) = std::mem::take(&mut self.uncounted);
+        stats.segments_delivered += segments;
+        stats.bytes_delivered += bytes;
+    }
+
+    /// How much the receiver holds: (known flows, segments waiting in
+    /// them, resolved ranges, decoder equations). For bounds tests.
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> (usize, usize, usize, usize) {
+        let (flows, waiting) = self.flows.size();
+        (
+            flows,
+            waiting,
+            self.resolved.iter().count(),
+            self.decoder.rows(),
+        )
     }
 
     /// Whether `seq` is resolved here.
@@ -180,7 +231,13 @@ impl Receiver {
         symbol: &[u8],
         stats: &mut DataPlaneStats,
     ) -> bool {
+        self.count_deferred(stats);
         let mut news = false;
+        if !self.in_window(seq, RECEIVE_WINDOW) {
+            // No honest sender is this far ahead (or this near u64::MAX).
+            stats.drops.malformed += 1;
+            return false;
+        }
         if self.is_known(seq) {
             stats.redundant_sources += 1;
             if self.decoder.has_source(seq) {
@@ -188,6 +245,13 @@ impl Receiver {
             }
         } else {
             match Symbol::parse(symbol) {
+                Ok(parsed)
+                    if matches!(parsed.class, SymbolClass::Reliable { .. })
+                        && !self.in_window(seq, RELIABLE_WINDOW) =>
+                {
+                    stats.drops.malformed += 1;
+                    return false;
+                }
                 Ok(parsed) => {
                     self.resolve(now, seq, parsed, true, stats);
                     news = true;
@@ -213,6 +277,12 @@ impl Receiver {
         shard: &[u8],
         stats: &mut DataPlaneStats,
     ) -> bool {
+        self.count_deferred(stats);
+        let last = window.seqs().last().unwrap_or(window.first);
+        if !self.in_window(last, RECEIVE_WINDOW) {
+            stats.drops.malformed += 1;
+            return false;
+        }
         // A covered source resolved here but no longer kept cannot be
         // subtracted: the repair is of no use (the sender covers holes only,
         // so this happens only when a receipt crossed the repair).
@@ -229,7 +299,7 @@ impl Receiver {
                 stats.redundant_repairs += 1;
                 false
             }
-            Err(fec::FecError::TooShort) => {
+            Err(fec::FecError::TooShort | fec::FecError::TooLong) => {
                 stats.drops.malformed += 1;
                 false
             }
@@ -286,6 +356,8 @@ impl Receiver {
                     now,
                     symbol.flow,
                     flow_seq,
+                    seq,
+                    self.cumulative,
                     created_micros,
                     bounded_hold,
                     symbol.payload,
@@ -338,6 +410,7 @@ impl Receiver {
 
     /// Lets bounded flows that waited `hold` for a hole go on.
     pub(crate) fn release(&mut self, now: Timestamp, hold: Duration, stats: &mut DataPlaneStats) {
+        self.count_deferred(stats);
         let deliveries = &mut self.deliveries;
         let clock = &self.clock;
         self.flows.release(now, hold, |flow, payload, created| {
@@ -360,6 +433,22 @@ impl Receiver {
             self.cumulative = advanced;
             self.resolved.remove_below(advanced.saturating_sub(1));
             self.decoder.resolved_below(advanced);
+            let deliveries = &mut self.deliveries;
+            let uncounted = &mut self.uncounted;
+            self.flows
+                .settle(advanced, |flow, bounded, payload, _created| {
+                    uncounted.0 += 1;
+                    uncounted.1 += payload.len() as u64;
+                    deliveries.push_back(Delivered {
+                        flow,
+                        class: if bounded {
+                            DeliveryClass::Segment
+                        } else {
+                            DeliveryClass::Reliable
+                        },
+                        segment: payload,
+                    });
+                });
         }
     }
 
@@ -367,7 +456,7 @@ impl Receiver {
     /// resolved here is abandoned. Returns whether anything was.
     pub(crate) fn on_abandon(&mut self, ranges: &[Range<u64>]) -> bool {
         // Only numbers the sender could have used (bounded work).
-        let limit = self.known_end() + 65_536;
+        let limit = self.known_end().saturating_add(65_536);
         let mut news = false;
         for range in ranges {
             let range = range.start.max(self.cumulative)..range.end.min(limit);
@@ -399,5 +488,162 @@ impl Receiver {
         }
         self.advance_cumulative();
         news
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::Symbol;
+
+    fn reliable(flow: u64, flow_seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Symbol {
+            flow,
+            class: SymbolClass::Reliable {
+                flow_seq,
+                created_micros: None,
+                bounded_hold: false,
+            },
+            payload,
+        }
+        .encode(&mut out);
+        out
+    }
+
+    fn drain(receiver: &mut Receiver) -> Vec<(FlowId, Vec<u8>)> {
+        std::iter::from_fn(|| receiver.poll_delivery())
+            .map(|d| (d.flow, d.segment))
+            .collect()
+    }
+
+    #[test]
+    fn a_hundred_thousand_flows_leave_bounded_state() {
+        let mut receiver = Receiver::default();
+        let mut stats = DataPlaneStats::default();
+        let mut seq = 0;
+        let mut delivered = 0;
+        for flow in 0..100_000u64 {
+            for position in 0..3 {
+                let symbol = reliable(flow, position, &flow.to_be_bytes());
+                assert!(receiver.on_data(Timestamp::ZERO, seq, &symbol, &mut stats));
+                seq += 1;
+            }
+            delivered += drain(&mut receiver).len();
+            let (flows, waiting, ranges, _) = receiver.size();
+            assert!(flows <= reorder::MAX_FLOWS + 1, "{flows} flows kept");
+            assert_eq!(waiting, 0);
+            assert!(ranges <= 2);
+        }
+        assert_eq!(delivered, 300_000);
+        assert_eq!(stats.segments_delivered, 300_000);
+    }
+
+    #[test]
+    fn a_forgotten_flow_goes_on_where_it_was() {
+        let mut receiver = Receiver::default();
+        let mut stats = DataPlaneStats::default();
+        let mut seq = 0;
+        let mut send = |receiver: &mut Receiver, flow, position, seq: &mut u64| {
+            let symbol = reliable(flow, position, &[position as u8]);
+            receiver.on_data(Timestamp::ZERO, *seq, &symbol, &mut stats);
+            *seq += 1;
+        };
+        for position in 0..4 {
+            send(&mut receiver, 7, position, &mut seq);
+        }
+        for flow in 1000..1000 + 2 * reorder::MAX_FLOWS as u64 {
+            send(&mut receiver, flow, 0, &mut seq);
+        }
+        drain(&mut receiver);
+        // Flow 7 was forgotten; its next segment is delivered at once.
+        send(&mut receiver, 7, 4, &mut seq);
+        assert_eq!(drain(&mut receiver), vec![(7, vec![4])]);
+        // Forgotten again, it comes back behind a hole of its own: it waits
+        // for the hole, then goes on in order.
+        for flow in 10_000..10_000 + 2 * reorder::MAX_FLOWS as u64 {
+            send(&mut receiver, flow, 0, &mut seq);
+        }
+        drain(&mut receiver);
+        let hole = seq;
+        seq += 1;
+        send(&mut receiver, 7, 6, &mut seq);
+        assert!(
+            drain(&mut receiver).is_empty(),
+            "position 5 is still missing"
+        );
+        let mut at = hole;
+        send(&mut receiver, 7, 5, &mut at);
+        assert_eq!(drain(&mut receiver), vec![(7, vec![5]), (7, vec![6])]);
+    }
+
+    #[test]
+    fn a_new_flow_behind_another_flows_hole_waits_only_for_its_own() {
+        let mut receiver = Receiver::default();
+        let mut stats = DataPlaneStats::default();
+        // Seq 0 (flow 1) is lost; flow 2 starts at position 0 and goes.
+        let symbol = reliable(2, 0, b"a");
+        receiver.on_data(Timestamp::ZERO, 1, &symbol, &mut stats);
+        assert_eq!(drain(&mut receiver), vec![(2, b"a".to_vec())]);
+        // Flow 3 seen first at position 1, behind the hole: it waits
+        // until the hole (which might be its position 0) resolves.
+        let symbol = reliable(3, 1, b"y");
+        receiver.on_data(Timestamp::ZERO, 2, &symbol, &mut stats);
+        assert!(drain(&mut receiver).is_empty());
+        let symbol = reliable(1, 0, b"x");
+        receiver.on_data(Timestamp::ZERO, 0, &symbol, &mut stats);
+        // Seq 0 was flow 1's: flow 3's position 0 came before we knew it.
+        assert_eq!(
+            drain(&mut receiver),
+            vec![(1, b"x".to_vec()), (3, b"y".to_vec())]
+        );
+    }
+
+    #[test]
+    fn numbers_far_ahead_or_near_the_end_are_refused() {
+        let mut receiver = Receiver::default();
+        let mut stats = DataPlaneStats::default();
+        let symbol = reliable(1, 0, b"x");
+        for seq in [
+            u64::MAX,
+            u64::MAX - 1,
+            RECEIVE_WINDOW,
+            RELIABLE_WINDOW,
+            1 << 40,
+        ] {
+            assert!(!receiver.on_data(Timestamp::ZERO, seq, &symbol, &mut stats));
+        }
+        assert_eq!(stats.drops.malformed, 5);
+        assert_eq!(receiver.known_end(), 0);
+        // Repairs too, and abandonments up to u64::MAX only reach what the
+        // sender could have used.
+        let window = RepairWindow {
+            first: u64::MAX - 3,
+            mask: 0b1011,
+        };
+        assert!(!receiver.on_repair(Timestamp::ZERO, window, 1, &[0; 8], &mut stats));
+        assert!(receiver.on_abandon(&[0..u64::MAX]));
+        assert_eq!(receiver.known_end(), 65_536);
+        assert!(!receiver.on_abandon(&[u64::MAX - 10..u64::MAX]));
+        assert_eq!(receiver.known_end(), 65_536);
+    }
+
+    #[test]
+    fn a_peer_scattering_sequence_numbers_keeps_state_bounded() {
+        let mut receiver = Receiver::default();
+        let mut stats = DataPlaneStats::default();
+        let mut x: u64 = 0x9e37_79b9;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let symbol = reliable(x % 1000, x % 5000, b"p");
+            receiver.on_data(Timestamp::ZERO, x % (1 << 20), &symbol, &mut stats);
+        }
+        let (flows, waiting, ranges, rows) = receiver.size();
+        assert!(waiting as u64 <= RELIABLE_WINDOW);
+        assert!(ranges as u64 <= RELIABLE_WINDOW);
+        assert!(flows <= 1000 && rows <= fec::MAX_ROWS);
     }
 }
