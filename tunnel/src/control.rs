@@ -306,6 +306,15 @@ pub fn format_status(input: StatusInput<'_>) -> String {
                 data.bytes_delivered,
                 data.fec_recovered,
             );
+            if data.added_delay.count() > 0 {
+                let _ = writeln!(
+                    out,
+                    "  added delay (what the tunnel added to the path's one-way delay, {} samples): p50 {:.1} ms  p99 {:.1} ms",
+                    data.added_delay.count(),
+                    data.added_delay.percentile(0.5).as_secs_f64() * 1e3,
+                    data.added_delay.percentile(0.99).as_secs_f64() * 1e3,
+                );
+            }
             let d = &data.drops;
             let _ = writeln!(
                 out,
@@ -368,4 +377,21 @@ pub fn format_status(input: StatusInput<'_>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_tunnel::server_with_traffic;
+
+    #[test]
+    fn status_text_shows_the_added_delay() {
+        let server = server_with_traffic();
+        let text = format_status(server.input());
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("added delay"))
+            .unwrap_or_else(|| panic!("no added delay line in:\n{text}"));
+        assert!(line.contains("p50 ") && line.contains("p99 "), "{line}");
+    }
 }
