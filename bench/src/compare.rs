@@ -109,6 +109,13 @@ pub struct CompareRow {
     pub cpu_s: Option<f64>,
     /// Sender's TCP retransmissions (outer TCP for plain TCP, inner otherwise).
     pub retransmits: Option<u64>,
+    /// tgp only: the delay the tunnel added to the path's one-way delay,
+    /// p50 and p99 (ms), at the end that received the data.
+    #[serde(default)]
+    pub added_delay_p50_ms: Option<f64>,
+    /// See `added_delay_p50_ms`.
+    #[serde(default)]
+    pub added_delay_p99_ms: Option<f64>,
     /// iperf3 seconds.
     pub secs: u64,
 }
@@ -156,6 +163,20 @@ pub const COMPARE_FIGURES: &[Figure<CompareRow>] = &[
         inf: "inf",
         get: |r| r.cpu_s.unwrap_or(f64::NAN),
     },
+    Figure {
+        key: "added_delay_p50_ms",
+        short: "added_delay_p50_ms",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.added_delay_p50_ms.unwrap_or(f64::NAN),
+    },
+    Figure {
+        key: "added_delay_p99_ms",
+        short: "added_delay_p99_ms",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.added_delay_p99_ms.unwrap_or(f64::NAN),
+    },
 ];
 
 /// The figures `cpu` summarises: goodput, CPU seconds, Mbit per CPU second.
@@ -200,6 +221,8 @@ impl CompareRow {
             wire_per_goodput: None,
             cpu_s: None,
             retransmits: None,
+            added_delay_p50_ms: None,
+            added_delay_p99_ms: None,
             secs,
         }
     }
@@ -251,6 +274,11 @@ impl CompareRow {
             },
             fig(self.cpu_s, 2)
         );
+        if let (Some(p50), Some(p99)) = (self.added_delay_p50_ms, self.added_delay_p99_ms) {
+            s.push_str(&format!(
+                " added_delay_p50_ms={p50:.1} added_delay_p99_ms={p99:.1}"
+            ));
+        }
         if let Some(r) = &self.reason {
             s.push_str(&format!(" reason={:?}", r));
         }
@@ -265,6 +293,7 @@ struct IperfMeasured {
     wire: u64,
     cpu_s: f64,
     retransmits: Option<u64>,
+    added_delay_ms: Option<(f64, f64)>,
 }
 
 fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<IperfMeasured> {
@@ -350,12 +379,14 @@ fn iperf(path: &NetPath, run: &mut Running, ctx: &Ctx, secs: u64) -> Result<Iper
         .as_f64()
         .ok_or_else(|| anyhow!("iperf3 JSON has no end.sum_received.bits_per_second"))?;
     run.check_alive()?;
+    let added_delay_ms = run.tgp_added_delay_ms();
     Ok(IperfMeasured {
         goodput_mbit: bps / 1e6,
         delivered,
         wire: wire1.saturating_sub(wire0),
         cpu_s: (cpu1 - cpu0) + client_cpu.unwrap_or(0.0) + server_cpu.unwrap_or(0.0),
         retransmits: v["end"]["sum_sent"]["retransmits"].as_u64(),
+        added_delay_ms,
     })
 }
 
@@ -386,6 +417,8 @@ pub fn run_cell(
             wire_per_goodput: (m.delivered > 0).then(|| m.wire as f64 / m.delivered as f64),
             cpu_s: Some(m.cpu_s),
             retransmits: m.retransmits,
+            added_delay_p50_ms: m.added_delay_ms.map(|d| d.0),
+            added_delay_p99_ms: m.added_delay_ms.map(|d| d.1),
             secs,
         },
         Err(e) => CompareRow {
@@ -800,5 +833,31 @@ mod tests {
              wire_per_goodput_min=1.125 wire_per_goodput_max=1.375 cpu_s_min=0.90 cpu_s_max=1.10 \
              failed_runs=1 reason=\"run 2: tunnel not up\""
         );
+    }
+
+    #[test]
+    fn a_tgp_cell_prints_its_added_delay() {
+        let spec = PathSpec {
+            loss_pct: 1.0,
+            rtt_ms: 100.0,
+            rate_mbit: Some(20.0),
+        };
+        let mut r = CompareRow::failed(System::TgpSplitCubic, &spec, 10, String::new());
+        r.status = "ok".into();
+        r.reason = None;
+        r.goodput_mbit = Some(15.0);
+        r.wire_per_goodput = Some(1.1);
+        r.cpu_s = Some(2.0);
+        r.added_delay_p50_ms = Some(3.25);
+        r.added_delay_p99_ms = Some(21.0);
+        assert!(
+            r.line()
+                .ends_with("added_delay_p50_ms=3.2 added_delay_p99_ms=21.0"),
+            "{}",
+            r.line()
+        );
+        let cells = repeat::summarize(&[r.clone()], COMPARE_FIGURES);
+        let line = cells[0].line(&r.head(), COMPARE_FIGURES, "");
+        assert!(line.contains(" added_delay_p99_ms=21.0 "), "{line}");
     }
 }

@@ -148,14 +148,21 @@ impl Summary {
     /// figure's min and max, `failed_runs=F` when some failed, and the first
     /// failure's reason.
     pub fn line<R>(&self, head: &str, figures: &[Figure<R>], tail: &str) -> String {
+        // A figure no successful run has (one only some systems report)
+        // is left out rather than shown as failed.
+        let some_ok = self.runs > self.failed_runs;
+        let shown: Vec<&Figure<R>> = figures
+            .iter()
+            .filter(|f| !some_ok || self.get(f.key).is_some())
+            .collect();
         let mut s = head.to_string();
-        for f in figures {
+        for f in &shown {
             let v = self.get(f.key).map(|x| x.median);
             s.push_str(&format!(" {}={}", f.key, value(v, f.decimals, f.inf)));
         }
         s.push_str(tail);
         s.push_str(&format!(" runs={}", self.runs));
-        for f in figures {
+        for f in &shown {
             let sp = self.get(f.key);
             s.push_str(&format!(
                 " {}_min={} {}_max={}",

@@ -587,6 +587,8 @@ mod tests {
                 .filter(|w| w.is_finite()),
             cpu_s: goodput.map(|_| 0.5),
             retransmits: None,
+            added_delay_p50_ms: None,
+            added_delay_p99_ms: None,
             secs: 5,
         }
     }

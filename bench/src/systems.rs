@@ -161,6 +161,43 @@ impl Running {
         self.procs.iter().filter_map(|p| p.cpu_s()).sum()
     }
 
+    /// The added delay (p50, p99, ms) that tgp measured where most
+    /// segments were delivered (the data's receiving end), from both
+    /// ends' `tgp status --json`; None for other systems or when no end
+    /// recorded any.
+    pub fn tgp_added_delay_ms(&self) -> Option<(f64, f64)> {
+        let tgp = workspace_bin("TGP_BIN", "tgp").ok()?;
+        let mut best: Option<(u64, f64, f64)> = None;
+        for name in &self.tgp_interfaces {
+            let Ok(out) = run(
+                Command::new(&tgp).args(["status", "--json", "-i", name]),
+                Duration::from_secs(5),
+            ) else {
+                continue;
+            };
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&out.stdout) else {
+                continue;
+            };
+            for peer in json["peers"].as_array().into_iter().flatten() {
+                let delay = &peer["data"]["added_delay"];
+                let samples = delay["samples"].as_u64().unwrap_or(0);
+                let at = |q: f64| {
+                    delay["quantiles"].as_array()?.iter().find_map(|e| {
+                        ((e["quantile"].as_f64()? - q).abs() < 1e-9)
+                            .then(|| e["seconds"].as_f64())
+                            .flatten()
+                    })
+                };
+                if let (Some(p50), Some(p99)) = (at(0.5), at(0.99)) {
+                    if samples > 0 && best.is_none_or(|(n, _, _)| samples > n) {
+                        best = Some((samples, p50 * 1e3, p99 * 1e3));
+                    }
+                }
+            }
+        }
+        best.map(|(_, p50, p99)| (p50, p99))
+    }
+
     /// `tgp status` of each tgp end (interface name and its output or
     /// the error), for the record; empty for other systems.
     pub fn tgp_status(&self) -> Vec<(String, String)> {
