@@ -243,7 +243,9 @@ pub fn run_soak(args: &SoakArgs) -> Result<()> {
         let config = config.to_string_lossy().to_string();
         Proc::spawn(
             log,
-            &mut ns_cmd(ns, &tgp.to_string_lossy(), &["up", &config]),
+            // --keep-root: one process per daemon, whose RSS is the
+            // daemon's (not a root monitor's).
+            &mut ns_cmd(ns, &tgp.to_string_lossy(), &["up", "--keep-root", &config]),
             &work.join(format!("{log}.log")),
         )
     };

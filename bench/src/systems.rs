@@ -151,8 +151,8 @@ pub struct Running {
     pub host: String,
     /// Port the client dials.
     pub port: u16,
-    /// tgp's interfaces (for `tgp status`), both ends.
-    pub tgp_interfaces: Vec<String>,
+    /// tgp's ends (for `tgp status`): network namespace and interface.
+    pub tgp_interfaces: Vec<(String, String)>,
 }
 
 impl Running {
@@ -168,9 +168,10 @@ impl Running {
     pub fn tgp_added_delay_ms(&self) -> Option<(f64, f64)> {
         let tgp = workspace_bin("TGP_BIN", "tgp").ok()?;
         let mut best: Option<(u64, f64, f64)> = None;
-        for name in &self.tgp_interfaces {
+        let tgp = tgp.to_string_lossy();
+        for (ns, name) in &self.tgp_interfaces {
             let Ok(out) = run(
-                Command::new(&tgp).args(["status", "--json", "-i", name]),
+                &mut ns_cmd(ns, &tgp, &["status", "--json", "-i", name]),
                 Duration::from_secs(5),
             ) else {
                 continue;
@@ -204,11 +205,12 @@ impl Running {
         let Ok(tgp) = workspace_bin("TGP_BIN", "tgp") else {
             return Vec::new();
         };
+        let tgp = tgp.to_string_lossy();
         self.tgp_interfaces
             .iter()
-            .map(|name| {
+            .map(|(ns, name)| {
                 let text = match run(
-                    Command::new(&tgp).args(["status", "-i", name]),
+                    &mut ns_cmd(ns, &tgp, &["status", "-i", name]),
                     Duration::from_secs(5),
                 ) {
                     Ok(o) if o.status.success() => o.stdout,
@@ -375,15 +377,26 @@ fn start_tgp(
     let tgp_s = tgp.to_string_lossy().into_owned();
     r.procs.push(Proc::spawn(
         "tgp (a)",
-        &mut ns_cmd(&path.ns_a, &tgp_s, &["up", &fa.to_string_lossy()]),
+        &mut ns_cmd(
+            &path.ns_a,
+            &tgp_s,
+            &["up", "--keep-root", &fa.to_string_lossy()],
+        ),
         &ctx.log("tgp-a"),
     )?);
     r.procs.push(Proc::spawn(
         "tgp (b)",
-        &mut ns_cmd(&path.ns_b, &tgp_s, &["up", &fb.to_string_lossy()]),
+        &mut ns_cmd(
+            &path.ns_b,
+            &tgp_s,
+            &["up", "--keep-root", &fb.to_string_lossy()],
+        ),
         &ctx.log("tgp-b"),
     )?);
-    r.tgp_interfaces = vec![format!("{name}a"), format!("{name}b")];
+    r.tgp_interfaces = vec![
+        (path.ns_a.clone(), format!("{name}a")),
+        (path.ns_b.clone(), format!("{name}b")),
+    ];
     r.host = TGP_A.to_string();
     ping_until_up(r, &path.ns_b, TGP_A, 30)
 }
