@@ -151,8 +151,8 @@ pub struct Running {
     pub host: String,
     /// Port the client dials.
     pub port: u16,
-    /// tgp's interfaces (for `tgp status`), both ends.
-    pub tgp_interfaces: Vec<String>,
+    /// tgp's ends (for `tgp status`): namespace and interface of each.
+    pub tgp_interfaces: Vec<(String, String)>,
 }
 
 impl Running {
@@ -169,9 +169,11 @@ impl Running {
         };
         self.tgp_interfaces
             .iter()
-            .map(|name| {
+            .map(|(ns, name)| {
+                // The control socket is per namespace: ask inside the end's.
+                let tgp = tgp.to_string_lossy();
                 let text = match run(
-                    Command::new(&tgp).args(["status", "-i", name]),
+                    &mut ns_cmd(ns, &tgp, &["status", "-i", name]),
                     Duration::from_secs(5),
                 ) {
                     Ok(o) if o.status.success() => o.stdout,
@@ -346,7 +348,10 @@ fn start_tgp(
         &mut ns_cmd(&path.ns_b, &tgp_s, &["up", &fb.to_string_lossy()]),
         &ctx.log("tgp-b"),
     )?);
-    r.tgp_interfaces = vec![format!("{name}a"), format!("{name}b")];
+    r.tgp_interfaces = vec![
+        (path.ns_a.clone(), format!("{name}a")),
+        (path.ns_b.clone(), format!("{name}b")),
+    ];
     r.host = TGP_A.to_string();
     ping_until_up(r, &path.ns_b, TGP_A, 30)
 }
