@@ -1,15 +1,23 @@
-//! `tgp-bench game`: a 60 Hz stream of 100-byte UDP datagrams from NAME-b
-//! to NAME-a, raw and through tgp (where the game's port has a deadline
-//! class, `--deadline`, 50 ms by default). Each datagram carries its
-//! sequence number and send time (CLOCK_REALTIME, shared by the
-//! namespaces); the receiver notes each sequence number's first arrival.
+//! `tgp-bench game`: a stream of small UDP datagrams from NAME-b to NAME-a,
+//! raw and through tgp (where the stream's port has a deadline class). The
+//! `--profile` sets the stream: `game` (the default) is 60 Hz × 100 bytes
+//! with a 50 ms deadline, `voice` (an RTP voice call) 50 Hz × 160 bytes
+//! with a 150 ms deadline; `--deadline` overrides the profile's. Each
+//! datagram carries its sequence number and send time (CLOCK_REALTIME,
+//! shared by the namespaces); the receiver notes each sequence number's
+//! first arrival.
 //!
 //! `on_time` = datagrams that arrived within the deadline of being sent /
 //! datagrams sent; latency percentiles are one-way, over the datagrams that
-//! arrived. For tgp, both ends' `tgp status` is read at the end of the
-//! stream and kept in the JSON; its drop counters `late` (arrived after the
-//! receiver's deadline clock said it expired) and `expired` (expired in the
-//! sender's queue) are printed as `tgp_late` and `tgp_expired`.
+//! arrived. `wire_per_goodput` = UDP payload bytes the system put on the
+//! underlay during the stream / inner payload bytes delivered: for tgp, the
+//! growth of both ends' `bytes_sent` (`tgp status`, both directions: data,
+//! repair, receipts, keepalives) from just before the stream to its end;
+//! for raw UDP the sender's datagrams (sent / received). For tgp, both
+//! ends' `tgp status` is read at the end of the stream and kept in the
+//! JSON; its drop counters `late` (arrived after the receiver's deadline
+//! clock said it expired) and `expired` (expired in the sender's queue) are
+//! printed as `tgp_late` and `tgp_expired`.
 
 use crate::compare::{parse_mbit, parse_ms, print_run};
 use crate::paths::{NetPath, PathSpec};
@@ -24,7 +32,49 @@ use std::collections::HashMap;
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const SIZE: usize = 100;
+/// The smallest datagram: sequence number and send time.
+const HEADER: usize = 16;
+
+/// A stream's shape: rate, size and the deadline that counts as on time.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// 60 datagrams a second of 100 bytes, 50 ms deadline.
+    Game,
+    /// 50 datagrams a second of 160 bytes (G.711, 20 ms frames), 150 ms
+    /// deadline.
+    Voice,
+}
+
+impl Profile {
+    /// Name in lines, results directories and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Game => "game",
+            Profile::Voice => "voice",
+        }
+    }
+    /// Datagrams a second.
+    pub fn hz(self) -> u64 {
+        match self {
+            Profile::Game => 60,
+            Profile::Voice => 50,
+        }
+    }
+    /// UDP payload bytes of one datagram.
+    pub fn size(self) -> usize {
+        match self {
+            Profile::Game => 100,
+            Profile::Voice => 160,
+        }
+    }
+    /// The deadline when `--deadline` is not given.
+    pub fn deadline(self) -> &'static str {
+        match self {
+            Profile::Game => "50ms",
+            Profile::Voice => "150ms",
+        }
+    }
+}
 
 /// Options of `tgp-bench game`.
 #[derive(Args, Debug)]
@@ -38,13 +88,17 @@ pub struct GameArgs {
     /// Link rate (also tgp's rate_ceiling).
     #[arg(long, default_value = "20mbit")]
     pub rate: String,
-    /// Seconds of stream per system (60 datagrams a second).
+    /// Seconds of stream per system.
     #[arg(long, default_value_t = 20)]
     pub secs: u64,
-    /// The deadline: tgp's class for the game port, and what counts as on
-    /// time.
-    #[arg(long, default_value = "50ms")]
-    pub deadline: String,
+    /// The stream: game (60 Hz × 100 bytes, 50 ms deadline) or voice
+    /// (50 Hz × 160 bytes, 150 ms deadline).
+    #[arg(long, value_enum, default_value = "game")]
+    pub profile: Profile,
+    /// The deadline: tgp's class for the stream's port, and what counts as
+    /// on time (default: the profile's).
+    #[arg(long)]
+    pub deadline: Option<String>,
     /// Repetitions, tgp options, where the figures go.
     #[command(flatten)]
     pub common: RunArgs,
@@ -55,6 +109,16 @@ pub struct GameArgs {
 pub struct GameRow {
     /// "udp" (raw) or "tgp".
     pub system: String,
+    /// The stream's profile, `game` or `voice` (`game` in results made
+    /// before `--profile`).
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// Datagrams a second.
+    #[serde(default = "default_hz")]
+    pub hz: u64,
+    /// UDP payload bytes of a datagram.
+    #[serde(default = "default_size")]
+    pub size: u64,
     /// Which run of the cell (1-based).
     #[serde(default = "first_run")]
     pub run: usize,
@@ -81,6 +145,13 @@ pub struct GameRow {
     pub p99_ms: Option<f64>,
     /// Maximum, ms.
     pub max_ms: Option<f64>,
+    /// UDP payload bytes on the underlay during the stream (tgp: both
+    /// ends' `bytes_sent` growth, both directions; raw: the datagrams sent).
+    #[serde(default)]
+    pub wire_bytes: Option<u64>,
+    /// wire_bytes / (received × size); None in results made before it.
+    #[serde(default)]
+    pub wire_per_goodput: Option<f64>,
     /// tgp only: datagrams the ends dropped as `late` (summed).
     #[serde(default)]
     pub tgp_late: Option<u64>,
@@ -100,6 +171,18 @@ fn default_deadline() -> f64 {
     50.0
 }
 
+fn default_profile() -> String {
+    "game".into()
+}
+
+fn default_hz() -> u64 {
+    60
+}
+
+fn default_size() -> u64 {
+    100
+}
+
 impl Measured for GameRow {
     fn system(&self) -> &str {
         &self.system
@@ -116,7 +199,9 @@ impl Measured for GameRow {
 }
 
 /// The figures `game` summarises: on-time share, p99 and p50 one-way ms
-/// (infinite when nothing arrived).
+/// (infinite when nothing arrived), underlay bytes per delivered byte
+/// (infinite when nothing arrived; NaN, left out of the median, in results
+/// made before it).
 pub const GAME_FIGURES: &[Figure<GameRow>] = &[
     Figure {
         key: "on_time",
@@ -138,6 +223,17 @@ pub const GAME_FIGURES: &[Figure<GameRow>] = &[
         decimals: 1,
         inf: "inf",
         get: |r| r.p50_ms.unwrap_or(f64::INFINITY),
+    },
+    Figure {
+        key: "wire_per_goodput",
+        short: "wire_per_goodput",
+        decimals: 2,
+        inf: "inf",
+        get: |r| match (r.wire_per_goodput, r.wire_bytes) {
+            (Some(w), _) => w,
+            (None, Some(_)) => f64::INFINITY,
+            (None, None) => f64::NAN,
+        },
     },
 ];
 
@@ -168,6 +264,23 @@ pub fn game_tail(rows: &[&GameRow]) -> String {
     s
 }
 
+/// Sums the `out: N packets B bytes` counters (UDP payload bytes sent) of
+/// `tgp status` outputs; None when an output has none (the end had no
+/// session or the status failed).
+pub fn status_bytes_sent(status: &[(String, String)]) -> Option<u64> {
+    let mut total = 0u64;
+    for (_, text) in status {
+        // `out: N packets B bytes` (not `loss out: P %`).
+        let toks: Vec<&str> = text.split_whitespace().collect();
+        let bytes = toks.windows(5).find_map(|w| match w {
+            ["out:", _, "packets", bytes, "bytes"] => Some(*bytes),
+            _ => None,
+        })?;
+        total = total.saturating_add(bytes.parse::<u64>().ok()?);
+    }
+    (!status.is_empty()).then_some(total)
+}
+
 /// Sums the `late=` and `expired=` drop counters of `tgp status` outputs.
 pub fn status_counters(status: &[(String, String)]) -> (Option<u64>, Option<u64>) {
     let mut late = None;
@@ -190,12 +303,15 @@ impl GameRow {
     fn failed(
         system: System,
         spec: &PathSpec,
-        deadline_ms: f64,
+        stream: &Stream,
         run: usize,
         reason: String,
     ) -> GameRow {
         GameRow {
             system: system.name().into(),
+            profile: stream.profile.name().into(),
+            hz: stream.profile.hz(),
+            size: stream.profile.size() as u64,
             run,
             loss_pct: spec.loss_pct,
             rtt_ms: spec.rtt_ms,
@@ -203,11 +319,13 @@ impl GameRow {
             reason: Some(reason),
             sent: 0,
             received: 0,
-            deadline_ms,
+            deadline_ms: stream.deadline_ms,
             on_time: None,
             p50_ms: None,
             p99_ms: None,
             max_ms: None,
+            wire_bytes: None,
+            wire_per_goodput: None,
             tgp_late: None,
             tgp_expired: None,
             tgp_status: Vec::new(),
@@ -220,13 +338,23 @@ impl GameRow {
             Some(v) if self.status == "ok" => format!("{v:.d$}"),
             _ => "failed".into(),
         };
+        let wire = match (self.wire_per_goodput, self.wire_bytes) {
+            (Some(w), _) => Some(w),
+            (None, Some(_)) => Some(f64::INFINITY),
+            (None, None) => None,
+        };
         let mut s = format!(
-            "game system={} loss={} on_time={} p99_ms={} p50_ms={} received={}/{}",
+            "{} system={} loss={} on_time={} p99_ms={} p50_ms={} wire_per_goodput={} received={}/{}",
+            self.profile,
             self.system,
             self.loss_pct,
             f(self.on_time, 3),
             f(self.p99_ms, 1),
             f(self.p50_ms, 1),
+            match wire {
+                Some(w) if w.is_infinite() => "inf".into(),
+                w => f(w, 2),
+            },
             self.received,
             self.sent
         );
@@ -261,17 +389,28 @@ fn pct(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[idx])
 }
 
+/// What a run streams: the profile and the deadline (also tgp's class).
+#[derive(Clone, Copy, Debug)]
+pub struct Stream {
+    /// Rate and size.
+    pub profile: Profile,
+    /// What counts as on time, ms.
+    pub deadline_ms: f64,
+}
+
 fn cell_inner(
     system: System,
     path: &NetPath,
     ctx: &Ctx,
     secs: u64,
+    stream: &Stream,
     tgp: &TgpOptions,
     run_no: usize,
 ) -> Result<GameRow> {
     let mut run = systems::start(system, path, ctx, GAME_PORT, tgp)?;
     let me = std::env::current_exe()?.to_string_lossy().into_owned();
-    let count = secs * 60;
+    let profile = stream.profile;
+    let count = secs * profile.hz();
     let log = ctx.log("game-recv");
     let mut recv = Proc::spawn(
         "game-recv",
@@ -294,6 +433,7 @@ fn cell_inner(
         check_interrupt()?;
         bail!("game-recv not listening after 5 s");
     }
+    let before = run.tgp_status();
     let mut send = Proc::spawn(
         "game-send",
         &mut ns_cmd(
@@ -305,6 +445,10 @@ fn cell_inner(
                 &format!("{}:{}", run.host, GAME_PORT),
                 "--count",
                 &count.to_string(),
+                "--hz",
+                &profile.hz().to_string(),
+                "--size",
+                &profile.size().to_string(),
             ],
         ),
         &ctx.log("game-send"),
@@ -334,10 +478,23 @@ fn cell_inner(
         .map(|&(_, ms)| ms)
         .collect();
     lat.sort_by(f64::total_cmp);
-    let deadline_ms = tgp.game_deadline_ms;
+    let deadline_ms = stream.deadline_ms;
     let on_time = lat.iter().filter(|&&ms| ms <= deadline_ms).count() as f64 / count as f64;
+    let size = profile.size() as u64;
+    let wire_bytes = if run.tgp_interfaces.is_empty() {
+        Some(count * size)
+    } else {
+        let after = status_bytes_sent(&tgp_status)
+            .ok_or_else(|| anyhow!("tgp status has no byte counters: {tgp_status:?}"))?;
+        let before = status_bytes_sent(&before).unwrap_or(0);
+        Some(after.saturating_sub(before))
+    };
+    let delivered = lat.len() as u64 * size;
     Ok(GameRow {
         system: system.name().into(),
+        profile: profile.name().into(),
+        hz: profile.hz(),
+        size,
         run: run_no,
         loss_pct: path.spec.loss_pct,
         rtt_ms: path.spec.rtt_ms,
@@ -350,6 +507,10 @@ fn cell_inner(
         p50_ms: pct(&lat, 0.5),
         p99_ms: pct(&lat, 0.99),
         max_ms: lat.last().copied(),
+        wire_bytes,
+        wire_per_goodput: wire_bytes
+            .filter(|_| delivered > 0)
+            .map(|w| w as f64 / delivered as f64),
         tgp_late,
         tgp_expired,
         tgp_status,
@@ -359,6 +520,7 @@ fn cell_inner(
 struct GameScenario<'a> {
     ctx: &'a Ctx,
     secs: u64,
+    stream: Stream,
     tgp: TgpOptions,
     repeat: usize,
 }
@@ -366,18 +528,21 @@ struct GameScenario<'a> {
 impl Scenario for GameScenario<'_> {
     type Row = GameRow;
     fn run(&mut self, system: System, path: &NetPath, run: usize) -> GameRow {
-        cell_inner(system, path, self.ctx, self.secs, &self.tgp, run).unwrap_or_else(|e| {
-            GameRow::failed(
-                system,
-                &path.spec,
-                self.tgp.game_deadline_ms,
-                run,
-                format!("{e:#}"),
-            )
+        cell_inner(
+            system,
+            path,
+            self.ctx,
+            self.secs,
+            &self.stream,
+            &self.tgp,
+            run,
+        )
+        .unwrap_or_else(|e| {
+            GameRow::failed(system, &path.spec, &self.stream, run, format!("{e:#}"))
         })
     }
     fn failed(&mut self, system: System, spec: &PathSpec, run: usize, reason: String) -> GameRow {
-        GameRow::failed(system, spec, self.tgp.game_deadline_ms, run, reason)
+        GameRow::failed(system, spec, &self.stream, run, reason)
     }
     fn each_run(&mut self, row: &GameRow) {
         print_run(
@@ -388,7 +553,12 @@ impl Scenario for GameScenario<'_> {
         );
     }
     fn each_cell(&mut self, rows: &[&GameRow], summary: &Summary) {
-        let head = format!("game system={} loss={}", summary.system, summary.loss_pct);
+        let head = format!(
+            "{} system={} loss={}",
+            self.stream.profile.name(),
+            summary.system,
+            summary.loss_pct
+        );
         println!("{}", summary.line(&head, GAME_FIGURES, &game_tail(rows)));
     }
     fn figures(&self) -> &[Figure<GameRow>] {
@@ -401,7 +571,8 @@ pub fn run(args: &GameArgs) -> Result<()> {
     let mut machine = Machine::here();
     let rtt_ms = parse_ms(&args.rtt)?;
     let rate_mbit = parse_mbit(&args.rate)?;
-    let deadline_ms = parse_ms(&args.deadline)?;
+    let profile = args.profile;
+    let deadline_ms = parse_ms(args.deadline.as_deref().unwrap_or(profile.deadline()))?;
     if args.secs == 0 || args.secs > 600 {
         bail!("--secs must be 1..=600");
     }
@@ -428,6 +599,10 @@ pub fn run(args: &GameArgs) -> Result<()> {
     let mut scenario = GameScenario {
         ctx: &ctx,
         secs: args.secs,
+        stream: Stream {
+            profile,
+            deadline_ms,
+        },
         tgp,
         repeat,
     };
@@ -436,11 +611,14 @@ pub fn run(args: &GameArgs) -> Result<()> {
     let file = ResultsFile {
         scenario: "game".into(),
         machine,
-        counting: format!("60 Hz, 100-byte UDP datagrams NAME-b -> NAME-a; on_time = arrived within {deadline_ms} ms of sending / sent; percentiles one-way over arrived datagrams; tgp gives the port a {deadline_ms} ms deadline class; tgp_late/tgp_expired: the tgp ends' drop counters (tgp status) at the end of the stream"),
+        counting: format!("{} profile: {} Hz, {}-byte UDP datagrams NAME-b -> NAME-a; on_time = arrived within {deadline_ms} ms of sending / sent; percentiles one-way over arrived datagrams; tgp gives the port a {deadline_ms} ms deadline class; wire_per_goodput = UDP payload bytes on the underlay during the stream (tgp: growth of both ends' bytes_sent in tgp status, both directions; raw udp: the datagrams sent) / payload bytes of the datagrams received; tgp_late/tgp_expired: the tgp ends' drop counters (tgp status) at the end of the stream", profile.name(), profile.hz(), profile.size()),
         params: serde_json::json!({
             "rtt_ms": rtt_ms,
             "rate_mbit": rate_mbit,
             "secs": args.secs,
+            "profile": profile.name(),
+            "hz": profile.hz(),
+            "size": profile.size(),
             "deadline_ms": deadline_ms,
             "repeat": repeat,
             "rate_ceiling": scenario.tgp.rate_ceiling,
@@ -457,9 +635,10 @@ pub fn run(args: &GameArgs) -> Result<()> {
             ..r.clone()
         })
         .collect();
-    if let Some(dir) = common
-        .output
-        .write(&format!("game-rtt{rtt_ms}"), &file, &csv)?
+    if let Some(dir) =
+        common
+            .output
+            .write(&format!("{}-rtt{rtt_ms}", profile.name()), &file, &csv)?
     {
         let written = crate::report::refresh(&dir)?;
         eprintln!("results in {} ({})", dir.display(), written.join(", "));
@@ -476,23 +655,32 @@ pub struct SendArgs {
     /// Destination address:port.
     #[arg(long)]
     pub addr: String,
-    /// Datagrams to send at 60 Hz.
+    /// Datagrams to send.
     #[arg(long)]
     pub count: u64,
+    /// Datagrams a second.
+    #[arg(long, default_value_t = 60)]
+    pub hz: u64,
+    /// UDP payload bytes of each (16 to 1400).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
 }
 
-/// `game-send`: `count` datagrams at 60 Hz on an absolute schedule.
+/// `game-send`: `count` datagrams at `hz` on an absolute schedule.
 pub fn send(args: &SendArgs) -> Result<()> {
     let addr = args
         .addr
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| anyhow!("bad --addr"))?;
+    if !(HEADER..=1400).contains(&args.size) || !(1..=1000).contains(&args.hz) {
+        bail!("--size must be {HEADER}..=1400 and --hz 1..=1000");
+    }
     let sock = UdpSocket::bind(("0.0.0.0", 0))?;
     let start = Instant::now();
-    let mut buf = [0u8; SIZE];
-    for seq in 0..args.count.min(60 * 600) {
-        let due = start + Duration::from_secs_f64(seq as f64 / 60.0);
+    let mut buf = vec![0u8; args.size];
+    for seq in 0..args.count.min(args.hz * 600) {
+        let due = start + Duration::from_secs_f64(seq as f64 / args.hz as f64);
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
@@ -524,7 +712,7 @@ pub fn recv(args: &RecvArgs) -> Result<()> {
     let mut buf = [0u8; 2048];
     while Instant::now() < end {
         match sock.recv_from(&mut buf) {
-            Ok((n, _)) if n >= 16 => {
+            Ok((n, _)) if n >= HEADER => {
                 let now = now_ns();
                 let seq = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
                 let sent = u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes"));
@@ -542,4 +730,103 @@ pub fn recv(args: &RecvArgs) -> Result<()> {
     arrivals.sort_by_key(|a| a.0);
     println!("{}", serde_json::to_string(&RecvReport { arrivals })?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(out_bytes: u64, late: u64) -> String {
+        format!(
+            "interface tg1a\npeer ABC\n  state: up  endpoint: 10.1.1.2:51901  sessions: 1  waiting packets: 0\n  \
+             rtt: 50.1 ms (min 50.0 ms)  loss in: 0.0 %  loss out: 0.0 %  redundancy: 0.50  rate: 20.00 Mbit/s (bottleneck 20.00)\n  \
+             out: 12 packets {out_bytes} bytes  in: 7 packets 999 bytes  delivered: 3 segments 300 bytes  fec recovered: 0\n  \
+             data drops: truncated=0 forged=0 replayed=0 stale=0 malformed=0 queue_full=0 queue_delay=0 too_large=0 expired=2 late={late}\n"
+        )
+    }
+
+    fn ok_row(system: &str, received: u64, wire: Option<u64>) -> GameRow {
+        let stream = Stream {
+            profile: Profile::Voice,
+            deadline_ms: 150.0,
+        };
+        let spec = PathSpec {
+            loss_pct: 10.0,
+            rtt_ms: 50.0,
+            rate_mbit: None,
+        };
+        let mut r = GameRow::failed(System::TgpUdp, &spec, &stream, 1, String::new());
+        r.system = system.into();
+        r.status = "ok".into();
+        r.reason = None;
+        r.sent = 1000;
+        r.received = received;
+        r.on_time = Some(0.95);
+        r.p50_ms = Some(26.0);
+        r.p99_ms = Some(40.0);
+        r.wire_bytes = wire;
+        r.wire_per_goodput = wire
+            .filter(|_| received > 0)
+            .map(|w| w as f64 / (received * r.size) as f64);
+        r
+    }
+
+    #[test]
+    fn bytes_sent_sum_over_both_ends_and_need_every_end() {
+        let both = vec![
+            ("a".to_string(), status(1000, 1)),
+            ("b".to_string(), status(234, 2)),
+        ];
+        assert_eq!(status_bytes_sent(&both), Some(1234));
+        assert_eq!(status_counters(&both), (Some(3), Some(4)));
+        let one_failed = vec![
+            ("a".to_string(), status(1000, 0)),
+            (
+                "b".to_string(),
+                "tgp status failed (exit 1): no socket".to_string(),
+            ),
+        ];
+        assert_eq!(status_bytes_sent(&one_failed), None);
+        assert_eq!(status_bytes_sent(&[]), None);
+        let garbled = vec![(
+            "a".to_string(),
+            "loss out: 1.0 %  out: 12 packets x bytes".to_string(),
+        )];
+        assert_eq!(status_bytes_sent(&garbled), None);
+        let cut = vec![("a".to_string(), "out: 12".to_string())];
+        assert_eq!(status_bytes_sent(&cut), None);
+    }
+
+    #[test]
+    fn lines_name_the_profile_and_print_wire_per_goodput() {
+        // 900 voice datagrams of 160 bytes delivered for 360000 wire bytes.
+        let r = ok_row("tgp", 900, Some(360_000));
+        assert_eq!(
+            r.line(),
+            "voice system=tgp loss=10 on_time=0.950 p99_ms=40.0 p50_ms=26.0 \
+             wire_per_goodput=2.50 received=900/1000"
+        );
+        let nothing = ok_row("tgp", 0, Some(5000));
+        assert!(
+            nothing.line().contains("wire_per_goodput=inf"),
+            "{}",
+            nothing.line()
+        );
+        let rows = [
+            ok_row("udp", 900, Some(160_000)),
+            ok_row("udp", 800, Some(160_000)),
+        ];
+        let refs: Vec<&GameRow> = rows.iter().collect();
+        let s = Summary::of(&refs, GAME_FIGURES);
+        let w = s.get("wire_per_goodput").unwrap();
+        assert!((w.min - 1000.0 / 900.0).abs() < 1e-9 && (w.max - 1.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn profiles_have_the_documented_shape() {
+        assert_eq!((Profile::Game.hz(), Profile::Game.size()), (60, 100));
+        assert_eq!((Profile::Voice.hz(), Profile::Voice.size()), (50, 160));
+        assert_eq!(parse_ms(Profile::Voice.deadline()).unwrap(), 150.0);
+        assert_eq!(parse_ms(Profile::Game.deadline()).unwrap(), 50.0);
+    }
 }

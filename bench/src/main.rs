@@ -48,7 +48,9 @@ enum Command {
     /// Short exchanges (new TCP connection, 1 KB request, 1 KB response) per
     /// system: p50/p99/max time.
     Latency(latency::LatencyArgs),
-    /// A 60 Hz stream of 100-byte UDP datagrams, raw and through tgp.
+    /// A stream of small UDP datagrams, raw and through tgp with a deadline
+    /// class: `--profile game` (60 Hz × 100 bytes, 50 ms) or `voice`
+    /// (50 Hz × 160 bytes, 150 ms).
     Game(game::GameArgs),
     /// The markdown tables and plots of a results directory (writes
     /// report.md and the SVGs, prints the report).

@@ -502,25 +502,29 @@ fn game_table(md: &mut String, f: &ResultsFile<GameRow>) {
     let cells = summarize(&f.rows, GAME_FIGURES);
     let first = f.rows.first();
     let (rtt, deadline) = first.map_or((0.0, 50.0), |r| (r.rtt_ms, r.deadline_ms));
+    let (profile, hz, size) =
+        first.map_or(("game", 60, 100), |r| (r.profile.as_str(), r.hz, r.size));
     let sent = f.rows.iter().map(|r| r.sent).max().unwrap_or(0);
     let _ = writeln!(
         md,
-        "game, {rtt} ms round trip, 60 Hz × 100 bytes, {sent} datagrams per run, deadline \
-         {deadline} ms, {}; medians, then the smallest and largest run. `late` / `expired`: \
-         the tgp ends' drop counters (arrived after the receiver's deadline clock; expired in \
-         the sender's queue).\n",
+        "{profile}, {rtt} ms round trip, {hz} Hz × {size} bytes, {sent} datagrams per run, \
+         deadline {deadline} ms, {}; medians, then the smallest and largest run. `wire / \
+         goodput`: UDP payload bytes on the underlay (tgp: both ends, both directions; raw: \
+         the datagrams sent) per payload byte received. `late` / `expired`: the tgp ends' drop \
+         counters (arrived after the receiver's deadline clock; expired in the sender's \
+         queue).\n",
         runs_phrase(&cells)
     );
     let _ = writeln!(
         md,
-        "| loss % | system | on time (≤ {deadline} ms) | received | p50 ms | p99 ms | tgp late / expired |"
+        "| loss % | system | on time (≤ {deadline} ms) | received | p50 ms | p99 ms | wire / goodput | tgp late / expired |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for c in &cells {
         if c.all_failed() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | | | | |",
+                "| {} | {} | {} | | | | | |",
                 c.loss_pct,
                 c.system,
                 all_failed(c)
@@ -551,7 +555,7 @@ fn game_table(md: &mut String, f: &ResultsFile<GameRow>) {
         };
         let _ = writeln!(
             md,
-            "| {} | {}{} | {} | {}/{sent} | {} | {} | {counters} |",
+            "| {} | {}{} | {} | {}/{sent} | {} | {} | {} | {counters} |",
             c.loss_pct,
             c.system,
             failed_note(c),
@@ -559,6 +563,11 @@ fn game_table(md: &mut String, f: &ResultsFile<GameRow>) {
             value(received, 0, "inf"),
             with_range(c.get("p50_ms"), &GAME_FIGURES[2], ok),
             with_range(c.get("p99_ms"), &GAME_FIGURES[1], ok),
+            c.get("wire_per_goodput").map_or("–".into(), |w| with_range(
+                Some(w),
+                &GAME_FIGURES[3],
+                ok
+            )),
         );
     }
     let _ = writeln!(md);
@@ -714,7 +723,7 @@ mod tests {
         assert!(md.starts_with("`tgp-bench game --loss 0`"), "{md}");
         assert!(md.contains("commit 71bf477;"), "{md}");
         assert!(
-            md.contains("| 0 | tgp | 0.293 | 358/1200 | 25.7 | 70.3 |  |"),
+            md.contains("| 0 | tgp | 0.293 | 358/1200 | 25.7 | 70.3 | – |  |"),
             "{md}"
         );
         assert!(md.contains("one run per cell"), "{md}");

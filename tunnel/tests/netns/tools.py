@@ -5,7 +5,10 @@ Every command is bounded in time and prints one line of results.
 
   tools.py tcp-sink PORT TIMEOUT              receive one TCP stream; print "bytes=N sha256=H"
   tools.py tcp-source HOST PORT FILE TIMEOUT  send FILE over TCP
-  tools.py udp-sink PORT SECONDS DEADLINE_MS  count timestamped datagrams; print on-time share
+  tools.py udp-sink PORT SECONDS DEADLINE_MS [SENT]
+                                              count timestamped datagrams; print on-time share
+                                              (of SENT when given, else of the highest
+                                              sequence number seen + 1)
   tools.py udp-source HOST PORT SECONDS HZ    send 100-byte timestamped datagrams at HZ
   tools.py sniff IFACE PORT COUNT TIMEOUT OUT capture UDP payloads to/from PORT (AF_PACKET)
   tools.py replay HOST PORT FILE SOURCE_IP    send captured payloads from SOURCE_IP
@@ -75,7 +78,7 @@ def tcp_source(host, port, path, timeout):
     print(f"seconds={time.monotonic() - start:.2f}", flush=True)
 
 
-def udp_sink(port, seconds, deadline_ms):
+def udp_sink(port, seconds, deadline_ms, expected=None):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", port))
     sock.settimeout(0.5)
@@ -92,7 +95,7 @@ def udp_sink(port, seconds, deadline_ms):
         latency_ms = (time.time() - sent) * 1000.0
         if sequence not in seen:
             seen[sequence] = latency_ms
-    total = max(seen) + 1 if seen else 0
+    total = expected if expected is not None else (max(seen) + 1 if seen else 0)
     on_time = sum(1 for latency in seen.values() if latency <= deadline_ms)
     latencies = sorted(seen.values())
     p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
@@ -334,7 +337,7 @@ def main():
     elif command == "tcp-source":
         tcp_source(args[0], int(args[1]), args[2], float(args[3]))
     elif command == "udp-sink":
-        udp_sink(int(args[0]), float(args[1]), float(args[2]))
+        udp_sink(int(args[0]), float(args[1]), float(args[2]), int(args[3]) if len(args) > 3 else None)
     elif command == "udp-source":
         udp_source(args[0], int(args[1]), float(args[2]), float(args[3]))
     elif command == "sniff":

@@ -48,8 +48,8 @@ pub struct DataPlaneConfig {
     /// loss (`p / (1 − p)` symbols per source): above 1, equations outrun
     /// losses and a hole fills within a few packets.
     pub segment_repair_factor: f64,
-    /// Target probability that a window of live deadline datagrams fails
-    /// with proactive repair alone.
+    /// Target probability that a deadline datagram is lost for good with
+    /// proactive repair alone (per datagram: the on-time share's complement).
     pub deadline_residual_target: f64,
     /// Loss assumed for deadline traffic before any is measured, and as a
     /// floor.
@@ -113,7 +113,7 @@ impl Default for DataPlaneConfig {
             reactive_repair_factor: 0.8,
             segment_repair_factor: 1.5,
             deadline_residual_target: 5e-4,
-            deadline_loss_floor: 0.02,
+            deadline_loss_floor: 0.01,
             max_loss: 0.95,
             queue_delay_target: Duration::from_millis(10),
             receipt_interval: Duration::from_millis(5),

@@ -53,10 +53,10 @@
 //! On closing, a reliable group gets the expected number of repair
 //! symbols for the loss the receiver reports (`k·p/(1−p)`) adjusted by
 //! [`DataPlaneConfig::repair_margin`] standard deviations (slightly below
-//! by default: surplus symbols are the only waste); a deadline group gets
-//! enough that it fails with probability at most
-//! [`DataPlaneConfig::deadline_residual_target`] under an upper estimate of
-//! the loss, since it cannot wait for a second chance. When a receipt that
+//! by default: surplus symbols are the only waste); a deadline window gets
+//! enough that each of its datagrams is lost for good with probability at
+//! most [`DataPlaneConfig::deadline_residual_target`] under an upper
+//! estimate of the loss, since it cannot wait for a second chance. When a receipt that
 //! covers a group and acknowledges a packet sent after the group's last
 //! symbol shows it still short by `n`, the sender queues about `n/(1−p)`
 //! fresh repair symbols ([`DataPlaneConfig::reactive_repair_factor`]),

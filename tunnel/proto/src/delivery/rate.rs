@@ -250,6 +250,11 @@ impl RateController {
         self.min_rtt.get().unwrap_or(Duration::from_millis(100))
     }
 
+    /// Minimum RTT seen in the last 10 s, once there is a sample.
+    pub fn measured_min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.get()
+    }
+
     /// Smoothed RTT (100 ms before any sample).
     pub fn smoothed_rtt(&self) -> Duration {
         self.smoothed_rtt.unwrap_or(Duration::from_millis(100))

@@ -17,6 +17,7 @@ use super::ranges::RangeSet;
 use crate::time::Timestamp;
 use crate::wire::frame::{Frame, Receipt};
 use std::ops::Range;
+use std::time::Duration;
 
 /// Most ranges a receipt lists.
 pub(crate) const RECEIPT_MAX_RANGES: usize = 160;
@@ -79,9 +80,19 @@ impl ReceiptSchedule {
         }
     }
 
-    /// Whether the next packet should carry a receipt if it has room.
-    pub(crate) fn wants_receipt(&self) -> bool {
-        self.eliciting > 0 || self.news || self.packets_since > 0
+    /// Whether the next packet should carry a receipt if it has room: at
+    /// once for packets with something to acknowledge or news; for packets
+    /// that carried only control frames (the peer's receipts), at most once
+    /// per `quiet_interval`. Those need no repair decision, only the
+    /// peer's round-trip and loss samples, and a receipt on every packet of
+    /// a sparse stream was about a tenth of its bytes.
+    pub(crate) fn wants_receipt(&self, now: Timestamp, quiet_interval: Duration) -> bool {
+        self.eliciting > 0
+            || self.news
+            || (self.packets_since > 0
+                && self
+                    .last_sent_at
+                    .is_none_or(|at| now - at >= quiet_interval))
     }
 
     /// When a receipt is due because of what arrived: at once after two

@@ -118,11 +118,13 @@ impl DataPlane {
                     .map_or(self.last_heard_at, |at| at + self.flood_interval());
                 (!self.peer_is_silent(at)).then_some(at)
             }
+            // Abandonments ride on the next packet; alone only when no
+            // packet went out for a flood interval. (Timed from the last
+            // packet, not the last receipt: receipts no longer ride on
+            // every packet, and a sender whose deadlines run out before
+            // the receipts come sent an abandonment alone per datagram.)
             Timer::Abandon => self.outgoing.abandon_due().then(|| {
-                self.receipts
-                    .last_sent_at
-                    .map_or(self.last_sent_at, |at| at + self.flood_interval())
-                    .max(self.pacer.next_send_at())
+                (self.last_sent_at + self.flood_interval()).max(self.pacer.next_send_at())
             }),
             Timer::Confirm => {
                 if self.outgoing.confirm_due && heard && !self.wants_to_send_paced() {

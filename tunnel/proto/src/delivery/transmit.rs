@@ -33,6 +33,7 @@ impl DataPlane {
         RepairContext {
             loss: self.outbound_loss(),
             tail: self.queue.reliable_is_empty(),
+            one_way: self.rate.measured_min_rtt().map(|rtt| rtt / 2),
         }
     }
 
@@ -149,8 +150,11 @@ impl DataPlane {
         out: &mut Vec<u8>,
     ) {
         let start = out.len();
-        let want_receipt =
-            force_receipt || self.receipts.wants_receipt() || self.receipt_unconfirmed();
+        let want_receipt = force_receipt
+            || self
+                .receipts
+                .wants_receipt(now, self.rate.smoothed_rtt() / 2)
+            || self.receipt_unconfirmed();
         if want_receipt && self.loss_meter.largest_received().is_some() {
             let receipt = self.build_receipt(now);
             if receipt::encode_within(receipt, room, &mut self.scratch) {

@@ -180,18 +180,33 @@ impl TxWindow {
     }
 
     /// The recent window a proactive repair of `kind` covers: the last
-    /// unresolved sources of that kind within `span` sequence numbers.
+    /// unresolved sources of that kind within `span` sequence numbers. For
+    /// deadline sources, only those a repair sent now can still reach in
+    /// time (expiring after `now` plus the one-way estimate), and always
+    /// the newest [`repair::DEADLINE_KEEP`]: an equation over a source
+    /// that will arrive late anyway only dilutes the repair of the others.
     fn recent_window(
         &self,
         kind: SourceKind,
         span: u64,
         now: Timestamp,
+        one_way: Option<Duration>,
         outgoing: &OutgoingRecord,
     ) -> Vec<u64> {
         let from = self
             .next_seq
             .saturating_sub(span.min(fec::MAX_WINDOW as u64));
-        self.window_from(from..self.next_seq, Some(kind), now, outgoing)
+        let mut seqs = self.window_from(from..self.next_seq, Some(kind), now, outgoing);
+        if let (SourceKind::Deadline, Some(one_way)) = (kind, one_way) {
+            let arrival = now + one_way;
+            let keep_from = seqs.len().saturating_sub(repair::DEADLINE_KEEP);
+            let mut index = 0;
+            seqs.retain(|seq| {
+                index += 1;
+                index > keep_from || self.sources.get(seq).is_some_and(|s| s.alive_at(arrival))
+            });
+        }
+        seqs
     }
 
     fn write_repair(&mut self, now: Timestamp, seqs: &[u64], out: &mut Vec<u8>) -> bool {
@@ -269,7 +284,7 @@ impl TxWindow {
         }
         self.credit[kind.index()] -= 1.0;
         let span = repair::proactive_span(context, kind);
-        let seqs = self.recent_window(kind, span, now, outgoing);
+        let seqs = self.recent_window(kind, span, now, context.one_way, outgoing);
         if self.write_repair(now, &seqs, out) {
             return Some(RepairSent::Proactive);
         }
