@@ -199,8 +199,9 @@ pub struct RateController {
     /// When a round trip last showed a queue (above half the target).
     queue_seen_at: Option<Timestamp>,
     /// Since when the queue has stood without a break (above half the
-    /// target on every sample).
-    queue_since: Option<Timestamp>,
+    /// target on every sample) and without shrinking, and how deep it was
+    /// then.
+    queue_since: Option<(Timestamp, Duration)>,
     /// The queue has stood longer than our own could have: another flow
     /// holds it (a loss-based TCP fills any buffer), and yielding to it
     /// would only hand it the link. Then the rate follows TCP's rule.
@@ -379,7 +380,16 @@ impl RateController {
             return;
         }
         self.queue_seen_at = Some(now);
-        let since = *self.queue_since.get_or_insert(now);
+        let queue = self.queue_delay();
+        // A queue that shrinks is ours draining (pacing below what
+        // arrives): the wait starts again from its new depth.
+        let since = match self.queue_since {
+            Some((since, depth)) if queue >= depth * 3 / 4 => since,
+            _ => {
+                self.queue_since = Some((now, queue));
+                now
+            }
+        };
         let rtt = self.smoothed_rtt().max(Duration::from_millis(1));
         match self.contended.as_mut() {
             // Only overflow (loss) cuts the rate: the other flow fills the
@@ -389,7 +399,10 @@ impl RateController {
                 contended.rate += CONTENDED_STEP_BYTES * elapsed / rtt.as_secs_f64().powi(2);
                 contended.updated = now;
             }
-            None if !app_limited && now - since > (rtt * 4).max(CONTENDED_AFTER) => {
+            None if !app_limited
+                && self.mode == RateMode::ProbeBandwidth
+                && now - since > (rtt * 4).max(CONTENDED_AFTER) =>
+            {
                 self.contended = Some(Contended {
                     rate: self
                         .bottleneck
@@ -829,5 +842,25 @@ mod tests {
         rate.on_sample(at(7_100), sample(2_500_000.0, 700));
         assert!(rate.contended.is_none());
         assert!(rate.bottleneck_bytes_per_second() > 0.0);
+    }
+
+    #[test]
+    fn a_queue_of_our_own_that_drains_is_not_another_flows() {
+        let mut rate = RateController::new(at(0), config());
+        for i in 0..30 {
+            rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
+            rate.on_peer_bytes_received(at(i * 100), i * 250_000);
+        }
+        // A deep queue (ours, from an overshoot) that shrinks steadily
+        // for seconds: still ours, so no TCP-like sharing.
+        for i in 0..40u64 {
+            let queue_ms = 600 - i * 14;
+            rate.on_sample(
+                at(3_000 + i * 100),
+                with_rtt(sample(2_500_000.0, 300 + i * 10), 100 + queue_ms),
+            );
+            rate.on_peer_bytes_received(at(3_000 + i * 100), 750_000 + i * 250_000);
+        }
+        assert!(rate.contended.is_none());
     }
 }
