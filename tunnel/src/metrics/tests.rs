@@ -241,10 +241,24 @@ fn request_lines_are_read_strictly() {
 #[tokio::test]
 async fn the_endpoint_answers_get_metrics_over_http() {
     let (tx, mut rx) = mpsc::channel(4);
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = probe.local_addr().unwrap();
-    drop(probe);
-    serve(address, tx).await.unwrap();
+    // A port found free may be taken before `serve` binds it (other tests
+    // and processes on the machine): try another, a bounded number of times.
+    let mut served = None;
+    for _ in 0..20 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = probe.local_addr().unwrap();
+        drop(probe);
+        match serve(address, tx.clone()).await {
+            Ok(()) => {
+                served = Some(address);
+                break;
+            }
+            Err(error) if format!("{error:#}").contains("in use") => continue,
+            Err(error) => panic!("{error:#}"),
+        }
+    }
+    let address = served.expect("a free port within 20 tries");
+    drop(tx);
     tokio::spawn(async move {
         while let Some(request) = rx.recv().await {
             if let ControlRequest::Metrics(reply) = request {

@@ -68,6 +68,10 @@ const CONTENDED_BACKOFF: f64 = 0.5;
 /// datagram, as a TCP window's additive increase.
 const CONTENDED_STEP_BYTES: f64 = 1300.0;
 
+/// Loss above the random loss by this much (and by half the random loss)
+/// is the bottleneck's queue overflowing: we send above the path's rate.
+const OVERFLOW_LOSS_MARGIN: f64 = 0.02;
+
 /// Sharing a queue that another flow holds.
 #[derive(Clone, Copy, Debug)]
 struct Contended {
@@ -206,6 +210,12 @@ pub struct RateController {
     /// holds it (a loss-based TCP fills any buffer), and yielding to it
     /// would only hand it the link. Then the rate follows TCP's rule.
     contended: Option<Contended>,
+    /// When a report last showed overflow (the estimate is bounded by what
+    /// arrived for two round trips after).
+    overflow_cut_at: Option<Timestamp>,
+    /// When a backlogged sample last reached the estimate (the sender
+    /// pushed the path, not an application's demand).
+    pushed_at: Option<Timestamp>,
     /// When a backlog last sent the controller searching, and the estimate
     /// then.
     last_search: Option<(Timestamp, f64)>,
@@ -240,6 +250,8 @@ impl RateController {
             queue_seen_at: None,
             queue_since: None,
             contended: None,
+            overflow_cut_at: None,
+            pushed_at: None,
             last_search: None,
             search_rest: SEARCH_REST_MIN,
             backlog: 0,
@@ -310,9 +322,12 @@ impl RateController {
     pub fn set_peer_loss(&mut self, now: Timestamp, loss: f64) {
         self.peer_loss = loss.clamp(0.0, 1.0);
         self.on_contended_loss(now);
-        let quiet = self
-            .queue_seen_at
-            .is_none_or(|at| now - at > self.smoothed_rtt() * 2);
+        // Overflow while we push the path is not its random loss.
+        let overflow = self.on_overflow_loss(now);
+        let quiet = !overflow
+            && self
+                .queue_seen_at
+                .is_none_or(|at| now - at > self.smoothed_rtt() * 2);
         if self.min_rtt.get().is_some() && quiet {
             let clean = self.clean_loss.get_or_insert(self.peer_loss);
             *clean += (self.peer_loss - *clean) / 8.0;
@@ -334,6 +349,48 @@ impl RateController {
         }
         let window = self.filter_window();
         windowed_max(&mut self.arrived_samples, now, window);
+    }
+
+    /// Loss well above the random loss while the queue is ours: the path's
+    /// buffer overflows because we send above its rate (a shallow buffer
+    /// overflows before any queueing delay shows, and delivery-rate
+    /// samples then count what it dropped). The estimate falls to what
+    /// arrived, and a search stops. Returns
+    /// whether the report was such overflow.
+    fn on_overflow_loss(&mut self, now: Timestamp) -> bool {
+        // Only against a known random loss: before it is measured, any
+        // loss could be random.
+        let Some(random) = self.clean_loss else {
+            return false;
+        };
+        if self.peer_loss <= random * 1.5 + OVERFLOW_LOSS_MARGIN
+            || self.contended.is_some()
+            || self.mode == RateMode::Startup
+        {
+            return false;
+        }
+        let rtt = self.smoothed_rtt();
+        // An application's demand below the estimate (a TCP's window)
+        // overflows nothing of the path's: what arrives is its demand,
+        // and a noisy report is just noise.
+        if self.pushed_at.is_none_or(|at| now - at > rtt * 2) {
+            return false;
+        }
+        // Samples stay bounded for two round trips after each such report.
+        self.overflow_cut_at = Some(now);
+        let Some(arrived) = self.arrived_rate() else {
+            return true;
+        };
+        if arrived < self.bottleneck {
+            for sample in self.bandwidth_samples.iter_mut() {
+                sample.1 = sample.1.min(arrived);
+            }
+            self.bottleneck = arrived;
+            if matches!(self.mode, RateMode::ProbeUp { .. }) {
+                self.end_probe(now);
+            }
+        }
+        true
     }
 
     /// Sharing a queue another flow holds, loss above the random loss is
@@ -469,6 +526,15 @@ impl RateController {
             if let (true, Some(bound)) = (self.queue_standing(), self.arrival_bound()) {
                 rate = rate.min(bound);
             }
+            // Just after an overflow the samples count what the buffer
+            // dropped too: what arrived bounds them, with no headroom.
+            let rtt = self.smoothed_rtt();
+            if let (true, Some(arrived)) = (
+                self.overflow_cut_at.is_some_and(|at| now - at <= rtt * 2),
+                self.arrived_rate(),
+            ) {
+                rate = rate.min(arrived);
+            }
             // While a queue stands, samples may not raise the estimate.
             // A lower sample lowers it only when the path shows a standing
             // queue and the sender was backlogged: a sender short of data
@@ -493,6 +559,9 @@ impl RateController {
             self.bottleneck = max;
         }
         self.round_backlogged |= pushed;
+        if pushed {
+            self.pushed_at = Some(now);
+        }
         let round_start = sample.acked_packet >= self.round_end_packet;
         if round_start {
             self.round_end_packet = sample.next_packet;
@@ -862,5 +931,40 @@ mod tests {
             rate.on_peer_bytes_received(at(3_000 + i * 100), 750_000 + i * 250_000);
         }
         assert!(rate.contended.is_none());
+    }
+
+    #[test]
+    fn overflow_above_the_random_loss_cuts_the_estimate_to_what_arrived() {
+        let mut rate = RateController::new(at(0), config());
+        // 1 % random loss at 2.5 MB/s, the sender pushing the path.
+        for i in 0..30 {
+            rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
+            rate.set_peer_loss(at(i * 100), 0.01);
+            rate.on_peer_bytes_received(at(i * 100), i * 247_500);
+        }
+        let before = rate.bottleneck_bytes_per_second();
+        // Samples now claim 3.5 MB/s (they count what a shallow buffer
+        // dropped), 2.5 MB/s still arrives and the loss jumps to 25 %.
+        for i in 30..40 {
+            rate.on_sample(at(i * 100), sample(3_500_000.0, i * 10));
+            rate.on_peer_bytes_received(at(i * 100), 29 * 247_500 + (i - 29) * 250_000);
+            rate.set_peer_loss(at(i * 100), 0.25);
+        }
+        assert!(
+            rate.bottleneck_bytes_per_second() <= before * 1.05,
+            "{} against {before}",
+            rate.bottleneck_bytes_per_second()
+        );
+        // A sender short of data (an application's demand) is not cut by
+        // the same reports.
+        let mut idle = RateController::new(at(0), config());
+        for i in 0..40 {
+            let mut s = sample(2_500_000.0, i * 10);
+            s.app_limited = i >= 20;
+            idle.on_sample(at(i * 100), s);
+            idle.set_peer_loss(at(i * 100), if i >= 25 { 0.25 } else { 0.01 });
+            idle.on_peer_bytes_received(at(i * 100), i * 100_000);
+        }
+        assert!(idle.overflow_cut_at.is_none());
     }
 }
