@@ -711,8 +711,9 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         losses: &[loss],
         rtt_ms: rtt,
         rate_mbit: Some(rate),
-        tgp: TgpOptions::new(Some("20mbit".into())),
-        systems: &[System::TcpCubic, System::TgpCubic],
+        // As a user runs it: split mode (the default), no rate_ceiling.
+        tgp: TgpOptions::new(None),
+        systems: &[System::TcpCubic, System::TgpSplitCubic],
         secs: args.secs,
         repeat: 1,
     };
@@ -735,11 +736,11 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         fig(g("tcp-cubic"), 2)
     );
     println!(
-        "TCP (cubic) through tgp:  {} Mbit/s",
-        fig(g("tgp-cubic"), 2)
+        "TCP (cubic) through tgp:  {} Mbit/s (split mode, no rate_ceiling)",
+        fig(g("tgp-split-cubic"), 2)
     );
     println!("(1 - p) x rate limit:     {limit:.2} Mbit/s");
-    match (g("tcp-cubic"), g("tgp-cubic")) {
+    match (g("tcp-cubic"), g("tgp-split-cubic")) {
         (Some(a), Some(b)) if a > 0.0 => println!(
             "tgp / plain TCP:          {:.1}x; tgp reaches {:.0}% of the limit",
             b / a,
