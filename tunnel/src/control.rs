@@ -85,7 +85,25 @@ pub struct SocketGuard {
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        remove_socket(&self.path);
+    }
+}
+
+/// Removes a control socket, and its network namespace's directory
+/// (`/run/tgp/net-<inode>/`) once nothing else is left in it (namespaces
+/// come and go; their directories must not pile up).
+pub fn remove_socket(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    if let Some(directory) = path.parent() {
+        let in_namespace_directory = directory.parent() == Some(Path::new(CONTROL_DIRECTORY))
+            && directory
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("net-"));
+        if in_namespace_directory {
+            // Fails, and is meant to, while another file is in it.
+            let _ = std::fs::remove_dir(directory);
+        }
     }
 }
 

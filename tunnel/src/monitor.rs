@@ -71,9 +71,7 @@ pub fn run(mut daemon: Command, interface: &str, control_socket: PathBuf) -> Res
         Ok(line) => info!("{}", line.trim_end().trim_start_matches("tgp: ")),
         Err(error) => warn!(error = format!("{error:#}"), "cleaning up after the daemon"),
     }
-    if control_socket.exists() {
-        std::fs::remove_file(&control_socket).ok();
-    }
+    crate::control::remove_socket(&control_socket);
     Ok(code)
 }
 
