@@ -166,17 +166,12 @@ impl Running {
     /// ends' `tgp status --json`; None for other systems or when no end
     /// recorded any.
     pub fn tgp_added_delay_ms(&self) -> Option<(f64, f64)> {
-        let tgp = workspace_bin("TGP_BIN", "tgp").ok()?;
         let mut best: Option<(u64, f64, f64)> = None;
-        let tgp = tgp.to_string_lossy();
-        for (ns, name) in &self.tgp_interfaces {
-            let Ok(out) = run(
-                &mut ns_cmd(ns, &tgp, &["status", "--json", "-i", name]),
-                Duration::from_secs(5),
-            ) else {
-                continue;
-            };
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&out.stdout) else {
+        for (_, out) in self.each_tgp_status(&["--json"]) {
+            let Some(json) = out
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            else {
                 continue;
             };
             for peer in json["peers"].as_array().into_iter().flatten() {
@@ -202,6 +197,19 @@ impl Running {
     /// `tgp status` of each tgp end (interface name and its output or
     /// the error), for the record; empty for other systems.
     pub fn tgp_status(&self) -> Vec<(String, String)> {
+        self.each_tgp_status(&[])
+            .into_iter()
+            .map(|(name, out)| (name, out.unwrap_or_else(|error| error)))
+            .collect()
+    }
+
+    /// `tgp status EXTRA -i NAME` inside each tgp end's namespace (the
+    /// control sockets are per namespace): interface name and its output,
+    /// or why it failed; empty for other systems or without a tgp binary.
+    fn each_tgp_status(
+        &self,
+        extra: &[&str],
+    ) -> Vec<(String, std::result::Result<String, String>)> {
         let Ok(tgp) = workspace_bin("TGP_BIN", "tgp") else {
             return Vec::new();
         };
@@ -209,15 +217,19 @@ impl Running {
         self.tgp_interfaces
             .iter()
             .map(|(ns, name)| {
-                let text = match run(
-                    &mut ns_cmd(ns, &tgp, &["status", "-i", name]),
-                    Duration::from_secs(5),
-                ) {
-                    Ok(o) if o.status.success() => o.stdout,
-                    Ok(o) => format!("tgp status failed ({}): {}", o.status, o.stderr.trim()),
-                    Err(e) => format!("tgp status: {e:#}"),
+                let mut args = vec!["status"];
+                args.extend_from_slice(extra);
+                args.extend_from_slice(&["-i", name]);
+                let out = match run(&mut ns_cmd(ns, &tgp, &args), Duration::from_secs(5)) {
+                    Ok(o) if o.status.success() => Ok(o.stdout),
+                    Ok(o) => Err(format!(
+                        "tgp status failed ({}): {}",
+                        o.status,
+                        o.stderr.trim()
+                    )),
+                    Err(e) => Err(format!("tgp status: {e:#}")),
                 };
-                (name.clone(), text)
+                (name.clone(), out)
             })
             .collect()
     }
