@@ -130,14 +130,24 @@ impl Command {
 
     /// Runs it and returns its standard output.
     pub fn output(&self, tools: &Tools) -> Result<String> {
-        let program = tools
-            .find(self.tool)
-            .with_context(|| format!("{} is not installed", self.tool.program()))?;
-        let output = std::process::Command::new(program)
+        let output = std::process::Command::new(self.program(tools)?)
             .args(&self.args)
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running {}", self.display()))?;
+        self.check(&output)?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Where its tool is installed.
+    fn program(&self, tools: &Tools) -> Result<PathBuf> {
+        tools
+            .find(self.tool)
+            .with_context(|| format!("{} is not installed", self.tool.program()))
+    }
+
+    /// Fails with the program's own message when it failed.
+    fn check(&self, output: &std::process::Output) -> Result<()> {
         if !output.status.success() {
             bail!(
                 "`{}` failed ({}): {}",
@@ -146,7 +156,7 @@ impl Command {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(())
     }
 
     /// How it is logged: `ip -4 route add 10.0.0.0/8 dev tgp0`.
@@ -162,10 +172,7 @@ impl Command {
     /// Runs it; fails with the program's own message when it fails.
     pub fn run(&self, tools: &Tools) -> Result<()> {
         info!("[#] {}", self.display());
-        let program = tools
-            .find(self.tool)
-            .with_context(|| format!("{} is not installed", self.tool.program()))?;
-        let mut child = std::process::Command::new(program)
+        let mut child = std::process::Command::new(self.program(tools)?)
             .args(&self.args)
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
@@ -183,15 +190,7 @@ impl Command {
         let output = child
             .wait_with_output()
             .with_context(|| format!("waiting for {}", self.display()))?;
-        if !output.status.success() {
-            bail!(
-                "`{}` failed ({}): {}",
-                self.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(())
+        self.check(&output)
     }
 }
 
