@@ -25,17 +25,17 @@ pub const MONITORED_FLAG: &str = "--monitored";
 /// (the state file of `interface`, the control socket at
 /// `control_socket`). Returns the daemon's exit code (128 + the signal if
 /// one killed it).
-pub fn run(mut daemon: Command, interface: &str, control_socket: PathBuf) -> Result<u8> {
+pub fn run(daemon: Command, interface: &str, control_socket: PathBuf) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the monitor's runtime")?;
+    let mut daemon = tokio::process::Command::from(daemon);
     let code = runtime.block_on(async {
-        let mut child =
-            tokio::process::Command::from(std::mem::replace(&mut daemon, Command::new("true")))
-                .kill_on_drop(false)
-                .spawn()
-                .context("starting the daemon")?;
+        let mut child = daemon
+            .kill_on_drop(false)
+            .spawn()
+            .context("starting the daemon")?;
         let pid = child
             .id()
             .and_then(|id| i32::try_from(id).ok())
