@@ -707,6 +707,14 @@ mod tests {
         let fake = dir.path().join("tgp");
         std::fs::copy("/bin/sleep", &fake).unwrap();
         let mut live = std::process::Command::new(&fake).arg("30").spawn().unwrap();
+        // spawn() returns before the child has exec'd (its name is the
+        // test's until then): wait, boundedly, until it is named tgp.
+        for _ in 0..500 {
+            if is_tgp_process(live.id()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         write_state(dir.path(), live.id());
         let tools = Tools::only_in(dir.path());
         let error = cleanup_stale(&tools, dir.path(), "tgp9").unwrap_err();
