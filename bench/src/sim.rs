@@ -164,13 +164,16 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
     let receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
     let a = sim.add_node(addr(1), sender);
     let b = sim.add_node(addr(2), receiver);
-    let one_way = Duration::from_millis(50);
+    let one_way = Duration::from_millis(args.rtt / 2);
     let (forward, _) = sim.connect(a, b, link(one_way, loss), link(one_way, loss));
     // Generous limit: ten times the time at the physical limit, plus a minute.
     let ideal = bytes as f64 * 8.0 / (LINK_BITS_PER_SECOND as f64 * (1.0 - loss).max(0.01));
     let limit = Timestamp::from_duration(Duration::from_secs_f64(ideal * 10.0 + 60.0));
     if args.verbose {
-        for step in 1..40 {
+        for step in 1..400 {
+            if sim.node::<DataPlaneNode>(b).report.reliable_bytes >= bytes {
+                break;
+            }
             sim.run_until(Timestamp::from_duration(Duration::from_millis(200 * step)));
             let s = sim.node::<DataPlaneNode>(a).plane.stats();
             eprintln!(

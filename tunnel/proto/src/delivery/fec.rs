@@ -221,12 +221,25 @@ impl WindowDecoder {
         self.rows.len()
     }
 
-    /// How many equations have their pivot in `range`.
-    pub fn rows_within(&self, range: std::ops::Range<u64>) -> usize {
+    /// How many equations involve unknowns in `range` only. Such rows
+    /// alone can determine the sources missing in `range`; a row that
+    /// also involves a later unknown (a proactive repair that straddled
+    /// two spans of holes) helps only once that one is known too, so a
+    /// receiver counting it would under-ask, and the oldest span could wait
+    /// on every later one.
+    pub fn rows_confined_to(&self, range: std::ops::Range<u64>) -> usize {
         if range.start >= range.end {
             return 0;
         }
-        self.rows.range(range).count()
+        self.rows
+            .range(range.clone())
+            .filter(|(_, row)| {
+                row.coeffs
+                    .keys()
+                    .next_back()
+                    .is_some_and(|&last| last < range.end)
+            })
+            .count()
     }
 
     /// The lowest sequence number whose source is kept (a repair covering
@@ -492,6 +505,47 @@ mod tests {
             decoder.add_repair(RepairWindow::from_seqs(&seqs).unwrap(), 77, &repair),
             Ok(RepairOutcome::Redundant)
         );
+    }
+
+    #[test]
+    fn only_rows_confined_to_a_span_count_for_it() {
+        // 110 and 150 are lost; one repair covers both. Its row's pivot is
+        // 110, but it cannot determine 110 until 150 is known: it counts
+        // for a span that holds both, not for one that holds 110 alone.
+        let mut decoder = WindowDecoder::default();
+        for seq in 100..170u64 {
+            if seq != 110 && seq != 150 {
+                decoder.add_source(seq, source_shard(&[seq as u8; 30]));
+            }
+        }
+        let both = [110u64, 150];
+        let lost: Vec<Vec<u8>> = both.iter().map(|&s| source_shard(&[s as u8; 30])).collect();
+        let window: Vec<(u64, &[u8])> = both
+            .iter()
+            .zip(&lost)
+            .map(|(&s, l)| (s, l.as_slice()))
+            .collect();
+        let repair = encode_repair(2, &window);
+        assert_eq!(
+            decoder.add_repair(RepairWindow::from_seqs(&both).unwrap(), 2, &repair),
+            Ok(RepairOutcome::Useful)
+        );
+        assert_eq!(decoder.rows(), 1);
+        assert_eq!(decoder.rows_confined_to(110..174), 1);
+        assert_eq!(decoder.rows_confined_to(110..142), 0);
+        assert_eq!(decoder.rows_confined_to(100..110), 0);
+        let (high, low) = (120, 100);
+        assert_eq!(decoder.rows_confined_to(high..low), 0);
+        // A repair over 110 alone determines it, and then 150.
+        let only = [110u64];
+        let window = [(110u64, lost[0].as_slice())];
+        let repair = encode_repair(3, &window);
+        let _ = decoder.add_repair(RepairWindow::from_seqs(&only).unwrap(), 3, &repair);
+        let mut recovered: Vec<u64> =
+            std::iter::from_fn(|| decoder.poll_recovered().map(|(seq, _)| seq)).collect();
+        recovered.sort_unstable();
+        assert_eq!(recovered, vec![110, 150]);
+        assert_eq!(decoder.rows(), 0);
     }
 
     #[test]

@@ -77,9 +77,10 @@ pub struct Receipt {
     pub abandoned_complete_below: u64,
     /// Resolved-by-abandonment ranges (deadline segments given up).
     pub abandoned: Vec<Range<u64>>,
-    /// What decoding lacks: (oldest missing sequence number, repair
-    /// symbols it needs to recover every missing one it knows of). At most
-    /// one entry today; a list for later refinements.
+    /// What decoding lacks, per span of holes (missing numbers within one
+    /// repair window of the span's first), oldest first: (the span's first
+    /// hole, repair symbols over the span's holes it needs to recover them
+    /// all).
     pub needs: Vec<(u64, u64)>,
     /// `ranges` and `needs` are complete below this sequence number (lists
     /// longer than a packet are cut; beyond the cut the receipt says

@@ -182,7 +182,7 @@ impl Receiver {
         let close = |span: (u64, u64), needs: &mut Vec<(u64, u64)>| {
             let rows = self
                 .decoder
-                .rows_within(span.0..span.0.saturating_add(fec::MAX_WINDOW as u64))
+                .rows_confined_to(span.0..span.0.saturating_add(fec::MAX_WINDOW as u64))
                 as u64;
             if span.1 > rows {
                 needs.push((span.0, span.1 - rows));

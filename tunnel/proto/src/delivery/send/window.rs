@@ -28,6 +28,10 @@ struct TxSource {
     expiry_handled: bool,
     /// When a symbol carrying or covering it last went out.
     last_sent_at: Timestamp,
+    /// Packet number of the last repair covering it (0: none yet). A
+    /// receipt that still shows it missing asks for fresh repair only once
+    /// it shows this packet too: until then that repair may still fill it.
+    repair_packet: u64,
 }
 
 impl TxSource {
@@ -56,8 +60,6 @@ pub(crate) struct TxWindow {
     /// Fresh repair owed: per span of holes, where it starts and how many
     /// symbols.
     reactive: Vec<(u64, u32)>,
-    /// A receipt may ask for more only once it shows this packet.
-    reactive_gate: u64,
     /// The latest receipt reported everything below this either received
     /// or missing: unresolved sources below it are holes.
     receipt_high: u64,
@@ -71,7 +73,6 @@ impl TxWindow {
             next_repair_id: 0,
             credit: [0.0; 3],
             reactive: Vec::new(),
-            reactive_gate: 0,
             receipt_high: 0,
         }
     }
@@ -139,6 +140,7 @@ impl TxWindow {
                 expires_at: segment.expires_at,
                 expiry_handled: false,
                 last_sent_at: now,
+                repair_packet: 0,
             },
         );
         let credit = &mut self.credit[kind.index()];
@@ -209,7 +211,13 @@ impl TxWindow {
         seqs
     }
 
-    fn write_repair(&mut self, now: Timestamp, seqs: &[u64], out: &mut Vec<u8>) -> bool {
+    fn write_repair(
+        &mut self,
+        now: Timestamp,
+        packet_number: u64,
+        seqs: &[u64],
+        out: &mut Vec<u8>,
+    ) -> bool {
         let Some(window) = RepairWindow::from_seqs(seqs) else {
             return false;
         };
@@ -230,6 +238,7 @@ impl TxWindow {
         for seq in seqs {
             if let Some(source) = self.sources.get_mut(seq) {
                 source.last_sent_at = now;
+                source.repair_packet = packet_number;
             }
         }
         true
@@ -248,7 +257,14 @@ impl TxWindow {
         out: &mut Vec<u8>,
     ) -> Option<RepairSent> {
         if urgent {
-            return self.proactive_frame(now, SourceKind::Deadline, outgoing, context, out);
+            return self.proactive_frame(
+                now,
+                packet_number,
+                SourceKind::Deadline,
+                outgoing,
+                context,
+                out,
+            );
         }
         while let Some((first, count)) = self.reactive.first_mut() {
             let first = *first;
@@ -256,24 +272,24 @@ impl TxWindow {
             if *count == 0 {
                 self.reactive.remove(0);
             }
-            self.reactive_gate = packet_number;
             let end = self
                 .receipt_high
                 .min(first.saturating_add(fec::MAX_WINDOW as u64));
             let holes = self.window_from(first..end, None, now, outgoing);
-            if self.write_repair(now, &holes, out) {
+            if self.write_repair(now, packet_number, &holes, out) {
                 return Some(RepairSent::Reactive);
             }
         }
         [SourceKind::Segment, SourceKind::Stream]
             .into_iter()
-            .find_map(|kind| self.proactive_frame(now, kind, outgoing, context, out))
+            .find_map(|kind| self.proactive_frame(now, packet_number, kind, outgoing, context, out))
     }
 
     /// A proactive repair of `kind`, if one is owed.
     fn proactive_frame(
         &mut self,
         now: Timestamp,
+        packet_number: u64,
         kind: SourceKind,
         outgoing: &OutgoingRecord,
         context: RepairContext,
@@ -285,7 +301,7 @@ impl TxWindow {
         self.credit[kind.index()] -= 1.0;
         let span = repair::proactive_span(context, kind);
         let seqs = self.recent_window(kind, span, now, context.one_way, outgoing);
-        if self.write_repair(now, &seqs, out) {
+        if self.write_repair(now, packet_number, &seqs, out) {
             return Some(RepairSent::Proactive);
         }
         self.credit[kind.index()] = 0.0;
@@ -294,7 +310,9 @@ impl TxWindow {
 
     /// A receipt moved the peer's record: forget the sources it resolved,
     /// note where its knowledge ends, and owe fresh repair for the
-    /// equations it says it lacks, once it shows the last fresh repair sent.
+    /// equations it says a span of holes lacks, once it shows every repair
+    /// sent over those holes (each span on its own clock: a span waits
+    /// for its own repair's round trip, never for another's).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_receipt(
         &mut self,
@@ -308,19 +326,33 @@ impl TxWindow {
     ) {
         self.sources.retain(|&seq, _| !outgoing.is_resolved(seq));
         self.receipt_high = self.receipt_high.max(receipt_high.min(covered_below));
-        if largest_packet < self.reactive_gate || !self.reactive.is_empty() {
-            return;
+        for &(first, needed) in needs {
+            if needed == 0 || first >= covered_below {
+                continue;
+            }
+            if self.reactive.iter().any(|&(owed, _)| owed == first) {
+                continue;
+            }
+            let end = self
+                .receipt_high
+                .min(first.saturating_add(fec::MAX_WINDOW as u64));
+            if end <= first {
+                continue;
+            }
+            let mut holes = self
+                .sources
+                .range(first..end)
+                .filter(|(seq, _)| !outgoing.is_resolved(**seq))
+                .peekable();
+            if holes.peek().is_none() {
+                continue;
+            }
+            if holes.any(|(_, source)| source.repair_packet > largest_packet) {
+                continue;
+            }
+            let count = config.reactive_repair_count(needed, context.loss_factor(), context.tail);
+            self.reactive.push((first, count));
         }
-        self.reactive = needs
-            .iter()
-            .filter(|&&(first, needed)| needed > 0 && first < covered_below)
-            .map(|&(first, needed)| {
-                (
-                    first,
-                    config.reactive_repair_count(needed, context.loss_factor(), context.tail),
-                )
-            })
-            .collect();
     }
 
     /// The timers of the window: abandon deadline sources whose time is up
@@ -381,5 +413,136 @@ impl TxWindow {
             .filter(|s| !s.expiry_handled)
             .filter_map(|s| s.expires_at)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::{parse_frames, Receipt};
+
+    fn context() -> RepairContext {
+        RepairContext {
+            loss: None,
+            tail: false,
+            one_way: None,
+        }
+    }
+
+    fn stream_segment(flow_seq: u64) -> QueuedSegment {
+        QueuedSegment {
+            flow: 1,
+            class: SymbolClass::Reliable {
+                flow_seq,
+                created_micros: None,
+                bounded_hold: false,
+            },
+            payload: vec![flow_seq as u8; 100],
+            enqueued_at: Timestamp::ZERO,
+            expires_at: None,
+        }
+    }
+
+    /// Everything below 200 arrived but 5 and 100, each missing one
+    /// equation; the receipt shows packets up to `largest_packet`.
+    fn receipt(largest_packet: u64) -> Receipt {
+        Receipt {
+            cumulative: 5,
+            ranges: vec![6..100, 101..200],
+            needs: vec![(5, 1), (100, 1)],
+            covered_below: u64::MAX,
+            abandoned_complete_below: 200,
+            largest_packet,
+            ..Receipt::default()
+        }
+    }
+
+    /// The first sequence number of the next repair, if one is owed.
+    fn next_repair(window: &mut TxWindow, packet: u64, outgoing: &OutgoingRecord) -> Option<u64> {
+        let mut out = Vec::new();
+        window.next_repair_frame(
+            Timestamp::ZERO,
+            packet,
+            outgoing,
+            context(),
+            false,
+            &mut out,
+        )?;
+        match parse_frames(&out).ok()?.first()? {
+            Frame::Repair { first, .. } => Some(*first),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn each_span_of_holes_waits_for_its_own_repair_only() {
+        let config = DataPlaneConfig::default();
+        let mut window = TxWindow::new();
+        let mut out = Vec::new();
+        for flow_seq in 0..200 {
+            window.add_source(
+                Timestamp::ZERO,
+                stream_segment(flow_seq),
+                &config,
+                context(),
+                true,
+                &mut out,
+            );
+        }
+        let mut outgoing = OutgoingRecord::default();
+        let first = receipt(10);
+        outgoing.apply(&first, window.lowest_unresolved());
+        window.on_receipt(
+            200,
+            10,
+            u64::MAX,
+            &first.needs,
+            &outgoing,
+            &config,
+            context(),
+        );
+        // Both spans are repaired, in packets 20 and 21.
+        assert_eq!(next_repair(&mut window, 20, &outgoing), Some(5));
+        assert_eq!(next_repair(&mut window, 21, &outgoing), Some(100));
+        assert_eq!(next_repair(&mut window, 22, &outgoing), None);
+        // A receipt that shows packet 20 but not 21, both spans still
+        // short: 5's repair was lost, 100's may still arrive.
+        let second = receipt(20);
+        outgoing.apply(&second, window.lowest_unresolved());
+        window.on_receipt(
+            200,
+            20,
+            u64::MAX,
+            &second.needs,
+            &outgoing,
+            &config,
+            context(),
+        );
+        assert_eq!(next_repair(&mut window, 30, &outgoing), Some(5));
+        assert_eq!(next_repair(&mut window, 31, &outgoing), None);
+        // The same receipt again asks for nothing new: packet 30 is not shown.
+        window.on_receipt(
+            200,
+            20,
+            u64::MAX,
+            &second.needs,
+            &outgoing,
+            &config,
+            context(),
+        );
+        assert_eq!(next_repair(&mut window, 32, &outgoing), None);
+        // Once packet 31 shows, both are owed again.
+        let third = receipt(31);
+        window.on_receipt(
+            200,
+            31,
+            u64::MAX,
+            &third.needs,
+            &outgoing,
+            &config,
+            context(),
+        );
+        assert_eq!(next_repair(&mut window, 40, &outgoing), Some(5));
+        assert_eq!(next_repair(&mut window, 41, &outgoing), Some(100));
     }
 }
