@@ -17,15 +17,13 @@ use crate::delivery::fec::{self, RepairWindow};
 use crate::delivery::receipt::OutgoingRecord;
 use crate::time::Timestamp;
 use crate::wire::frame::{Frame, Symbol, SymbolClass};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 struct TxSource {
     shard: Vec<u8>,
     kind: SourceKind,
     expires_at: Option<Timestamp>,
-    /// The source's expiry has been acted on (abandoned if unresolved).
-    expiry_handled: bool,
     /// When a symbol carrying or covering it last went out.
     last_sent_at: Timestamp,
     /// Packet number of the last repair covering it (0: none yet). A
@@ -53,6 +51,9 @@ pub(crate) enum RepairSent {
 /// The sources in flight and the repair owed.
 pub(crate) struct TxWindow {
     sources: BTreeMap<u64, TxSource>,
+    /// The sources with a deadline, by when it passes: the expiry timer
+    /// looks at the first, not at every source.
+    expiring: BTreeSet<(Timestamp, u64)>,
     next_seq: u64,
     next_repair_id: u64,
     /// Proactive repair owed per kind, in symbols (fractional).
@@ -69,6 +70,7 @@ impl TxWindow {
     pub(crate) fn new() -> Self {
         TxWindow {
             sources: BTreeMap::new(),
+            expiring: BTreeSet::new(),
             next_seq: 0,
             next_repair_id: 0,
             credit: [0.0; 3],
@@ -132,13 +134,15 @@ impl TxWindow {
             symbol: &symbol,
         }
         .encode(out);
+        if let Some(expires_at) = segment.expires_at {
+            self.expiring.insert((expires_at, seq));
+        }
         self.sources.insert(
             seq,
             TxSource {
                 shard: fec::source_shard(&symbol),
                 kind,
                 expires_at: segment.expires_at,
-                expiry_handled: false,
                 last_sent_at: now,
                 repair_packet: 0,
             },
@@ -324,7 +328,14 @@ impl TxWindow {
         config: &DataPlaneConfig,
         context: RepairContext,
     ) {
-        self.sources.retain(|&seq, _| !outgoing.is_resolved(seq));
+        let expiring = &mut self.expiring;
+        self.sources.retain(|&seq, source| {
+            let resolved = outgoing.is_resolved(seq);
+            if let (true, Some(expires_at)) = (resolved, source.expires_at) {
+                expiring.remove(&(expires_at, seq));
+            }
+            !resolved
+        });
         self.receipt_high = self.receipt_high.max(receipt_high.min(covered_below));
         for &(first, needed) in needs {
             if needed == 0 || first >= covered_below {
@@ -367,11 +378,16 @@ impl TxWindow {
         config: &DataPlaneConfig,
         context: RepairContext,
     ) {
-        for (&seq, source) in &mut self.sources {
-            if source.expiry_handled || source.alive_at(now) {
-                continue;
+        // An expired source is abandoned (announced to the peer through
+        // `outgoing`) and leaves the window: no repair will cover it, so
+        // the window stays bounded by the deadlines even while the peer
+        // never acknowledges.
+        while let Some(&(expires_at, seq)) = self.expiring.first() {
+            if expires_at > now {
+                break;
             }
-            source.expiry_handled = true;
+            self.expiring.pop_first();
+            self.sources.remove(&seq);
             if !outgoing.is_resolved(seq) {
                 outgoing.abandon(seq);
             }
@@ -379,8 +395,7 @@ impl TxWindow {
         if self.has_pending_repair() {
             return;
         }
-        let Some((&oldest, source)) = self.sources.iter_mut().find(|(_, s)| !s.expiry_handled)
-        else {
+        let Some((&oldest, source)) = self.sources.iter_mut().next() else {
             return;
         };
         if now < source.last_sent_at + probe_timeout {
@@ -402,17 +417,13 @@ impl TxWindow {
         }
         self.sources
             .values()
-            .find(|s| !s.expiry_handled)
+            .next()
             .map(|s| s.last_sent_at + probe_timeout)
     }
 
     /// When the next unresolved deadline source expires.
     pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
-        self.sources
-            .values()
-            .filter(|s| !s.expiry_handled)
-            .filter_map(|s| s.expires_at)
-            .min()
+        self.expiring.first().map(|&(expires_at, _)| expires_at)
     }
 }
 
@@ -544,5 +555,51 @@ mod tests {
         );
         assert_eq!(next_repair(&mut window, 40, &outgoing), Some(5));
         assert_eq!(next_repair(&mut window, 41, &outgoing), Some(100));
+    }
+
+    #[test]
+    fn expired_deadline_sources_leave_the_window_without_any_receipt() {
+        let config = DataPlaneConfig::default();
+        let mut window = TxWindow::new();
+        let mut outgoing = OutgoingRecord::default();
+        let mut out = Vec::new();
+        let deadline = Duration::from_millis(100);
+        let mut most = 0;
+        for ms in 0..10_000u64 {
+            let now = Timestamp::from_duration(Duration::from_millis(ms));
+            window.add_source(
+                now,
+                QueuedSegment {
+                    flow: 2,
+                    class: SymbolClass::Deadline {
+                        deadline_micros: 100_000,
+                        created_micros: ms * 1000,
+                    },
+                    payload: vec![9; 200],
+                    enqueued_at: now,
+                    expires_at: Some(now + deadline),
+                },
+                &config,
+                context(),
+                false,
+                &mut out,
+            );
+            out.clear();
+            if window.next_expiry().is_some_and(|at| at <= now) {
+                window.on_timeout(
+                    now,
+                    Duration::from_secs(1),
+                    &mut outgoing,
+                    &config,
+                    context(),
+                );
+            }
+            most = most.max(window.sources.len());
+        }
+        // One source a millisecond, each alive for 100 ms.
+        assert!(most <= 101, "{most} sources held");
+        // Each was abandoned, to be announced: those that expired by the
+        // last millisecond (created up to 9,899 ms).
+        assert_eq!(outgoing.pending_abandoned(4), vec![0..9_900]);
     }
 }
