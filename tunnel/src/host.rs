@@ -703,9 +703,12 @@ mod tests {
     #[test]
     fn cleanup_undoes_a_dead_daemons_changes_and_spares_a_live_one() {
         let dir = tempfile::tempdir().unwrap();
-        // A live process named tgp (a copy of sleep): its state is left.
+        // A live process named tgp (sleep through a symlink named tgp; a
+        // copy written here could fail to run with ETXTBSY while another
+        // test thread forks with the copy's descriptor open): its state is
+        // left.
         let fake = dir.path().join("tgp");
-        std::fs::copy("/bin/sleep", &fake).unwrap();
+        std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
         let mut live = std::process::Command::new(&fake).arg("30").spawn().unwrap();
         // spawn() returns before the child has exec'd (its name is the
         // test's until then): wait, boundedly, until it is named tgp.
