@@ -434,8 +434,13 @@ impl WindowDecoder {
         {
             self.sources.pop_first();
         }
+        // Over the bound, the newest equations go: the oldest holes are
+        // the ones in-order delivery waits on, and dropping their rows
+        // first starved them for good once a long path kept more than
+        // MAX_ROWS equations over later holes (the receiver asks again
+        // for what it dropped).
         while self.rows.len() > MAX_ROWS {
-            self.rows.pop_first();
+            self.rows.pop_last();
         }
     }
 
@@ -546,6 +551,30 @@ mod tests {
         recovered.sort_unstable();
         assert_eq!(recovered, vec![110, 150]);
         assert_eq!(decoder.rows(), 0);
+    }
+
+    #[test]
+    fn past_the_row_bound_the_oldest_holes_keep_their_equations() {
+        // Every source lost; each pair (2k, 2k + 1) gets one repair: a row
+        // of two unknowns each, far more rows than the bound.
+        let mut decoder = WindowDecoder::default();
+        let pairs = MAX_ROWS as u64 + 100;
+        for k in 0..pairs {
+            let pair = [2 * k, 2 * k + 1];
+            let shards: Vec<Vec<u8>> = pair.iter().map(|&s| source_shard(&[s as u8; 20])).collect();
+            let window: Vec<(u64, &[u8])> = pair
+                .iter()
+                .zip(&shards)
+                .map(|(&s, l)| (s, l.as_slice()))
+                .collect();
+            let repair = encode_repair(k, &window);
+            let _ = decoder.add_repair(RepairWindow::from_seqs(&pair).unwrap(), k, &repair);
+        }
+        assert_eq!(decoder.rows(), MAX_ROWS);
+        // The first pair, which in-order delivery waits on, kept its row;
+        // the newest pairs' rows went.
+        assert_eq!(decoder.rows_confined_to(0..2), 1);
+        assert_eq!(decoder.rows_confined_to(2 * (pairs - 1)..2 * pairs), 0);
     }
 
     #[test]
