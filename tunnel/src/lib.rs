@@ -14,6 +14,6 @@ pub mod routes;
 pub mod snapshot;
 pub mod split;
 pub mod system;
-pub mod udp_io;
 #[cfg(test)]
 mod test_tunnel;
+pub mod udp_io;

@@ -90,14 +90,14 @@ impl UdpIo {
     /// batched falls back to plain if quinn-udp cannot set the socket up.
     pub async fn bind(port: Option<u16>, mode: Mode) -> io::Result<UdpIo> {
         let port = port.unwrap_or(0);
-        let (socket, is_ipv6) =
-            match UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
-                Ok(socket) => (socket, true),
-                Err(v6_error) => {
-                    debug!(%v6_error, "no IPv6 socket; falling back to IPv4");
-                    (UdpSocket::bind(("0.0.0.0", port)).await?, false)
-                }
-            };
+        let (socket, is_ipv6) = match UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await
+        {
+            Ok(socket) => (socket, true),
+            Err(v6_error) => {
+                debug!(%v6_error, "no IPv6 socket; falling back to IPv4");
+                (UdpSocket::bind(("0.0.0.0", port)).await?, false)
+            }
+        };
         Ok(UdpIo::new(socket, is_ipv6, mode))
     }
 
