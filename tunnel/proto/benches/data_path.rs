@@ -234,7 +234,7 @@ fn data_plane(c: &mut Criterion) {
         group.bench_function(format!("one_segment_a_to_b_{name}"), |bench| {
             ran = true;
             bench.iter(|| {
-                now = now + Duration::from_micros(10);
+                now += Duration::from_micros(10);
                 let _ = a.send_segment(now, 1, class, &segment);
                 pump(now, &mut a, &mut b, &mut wire);
                 pump(now, &mut b, &mut a, &mut wire);
