@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::control::{self, ControlRequest};
 use crate::split::SplitMode;
 use crate::system::HostSetup;
+use crate::tun_io::{self, TunIo, TunReceive};
 use crate::udp_io::{self, UdpIo};
 use anyhow::{bail, Context, Result};
 use std::io::ErrorKind;
@@ -28,7 +29,7 @@ use tgp_proto::Timestamp;
 use tgp_split::is_stream_flow;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::DeviceBuilder;
 
 /// The largest UDP payload tgp sends: fits a 1500-byte underlay MTU over
 /// IPv6 (1500 − 40 − 8) without fragmentation.
@@ -89,7 +90,8 @@ struct Tunnel {
     config: Config,
     clock: Clock,
     endpoint: Endpoint,
-    tun: AsyncDevice,
+    /// The TUN device; it batches with offloads (see [`crate::tun_io`]).
+    tun: TunIo,
     /// The underlay socket; it batches (see [`crate::udp_io`]).
     udp: UdpIo,
     allowed_ips: AllowedIps,
@@ -211,7 +213,8 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
             config.interface.mtu
         );
     }
-    let tun = open_tun(&config).context("creating the TUN interface (are you root?)")?;
+    let tun = TunIo::open(|| tun_builder(&config), tun_io::offload_from_env())
+        .context("creating the TUN interface (are you root?)")?;
     let udp = UdpIo::bind(config.interface.listen_port, udp_io::Mode::from_env())
         .await
         .with_context(|| {
@@ -270,7 +273,7 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut tun_buffer = vec![0u8; 65536];
+    let mut tun_receive = TunReceive::new(tunnel.config.interface.mtu);
     loop {
         tunnel.flush().await?;
         let wake = [tunnel.endpoint.poll_timeout(), tunnel.split.poll_timeout()]
@@ -280,13 +283,33 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
             .map(|t| tunnel.clock.instant(t))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            result = tunnel.tun.recv(&mut tun_buffer) => {
-                let length = result.context("reading the TUN interface")?;
-                tunnel.handle_tun_packet(&mut tun_buffer[..length]).await?;
-                for _ in 1..BATCH {
-                    match tunnel.tun.try_recv(&mut tun_buffer) {
-                        Ok(length) => tunnel.handle_tun_packet(&mut tun_buffer[..length]).await?,
+            result = tunnel.tun.recv(&mut tun_receive) => {
+                match result {
+                    Ok(()) => {}
+                    // A super-packet tun-rs cannot split (its own error,
+                    // not the kernel's) is dropped, not fatal.
+                    Err(error) if error.raw_os_error().is_none() => {
+                        debug!(%error, "reading the TUN interface");
+                        tunnel.adapter_drops.record(DropReason::Malformed);
+                    }
+                    Err(error) => return Err(error).context("reading the TUN interface"),
+                }
+                let mut handled = 0;
+                loop {
+                    for index in 0..tun_receive.len() {
+                        tunnel.handle_tun_packet(tun_receive.packet(index)).await?;
+                    }
+                    handled += tun_receive.len().max(1);
+                    if handled >= BATCH {
+                        break;
+                    }
+                    match tunnel.tun.try_recv(&mut tun_receive) {
+                        Ok(()) => {}
                         Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                        Err(error) if error.raw_os_error().is_none() => {
+                            debug!(%error, "reading the TUN interface");
+                            tunnel.adapter_drops.record(DropReason::Malformed);
+                        }
                         Err(error) => return Err(error).context("reading the TUN interface"),
                     }
                 }
@@ -336,7 +359,7 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
     Ok(())
 }
 
-fn open_tun(config: &Config) -> Result<AsyncDevice> {
+fn tun_builder(config: &Config) -> DeviceBuilder {
     let mut builder = DeviceBuilder::new()
         .name(&config.interface.name)
         .mtu(config.interface.mtu);
@@ -357,7 +380,7 @@ fn open_tun(config: &Config) -> Result<AsyncDevice> {
     if !v6.is_empty() {
         builder = builder.ipv6_tuple(&v6);
     }
-    Ok(builder.build_async()?)
+    builder
 }
 
 impl Tunnel {
@@ -415,20 +438,20 @@ impl Tunnel {
         Ok(())
     }
 
+    /// Writes (or, with offloads, queues until the end of
+    /// [`Tunnel::flush`]) a packet to the TUN. The kernel refuses some
+    /// packets (e.g. for an address family the interface has no address
+    /// of); those are logged and dropped.
     async fn write_tun(&mut self, packet: &[u8]) -> Result<()> {
-        match self.tun.send(packet).await {
-            Ok(_) => {
-                self.packets_to_tun += 1;
-                Ok(())
-            }
-            // The kernel refuses some packets (e.g. for an address family
-            // the interface has no address of); count and go on.
-            Err(error) if error.kind() != ErrorKind::BrokenPipe => {
-                debug!(%error, "the kernel refused a packet from the tunnel");
-                Ok(())
-            }
-            Err(error) => Err(error).context("writing to the TUN interface"),
+        let written = self
+            .tun
+            .write(packet)
+            .await
+            .context("writing to the TUN interface")?;
+        if written {
+            self.packets_to_tun += 1;
         }
+        Ok(())
     }
 
     /// Sends what the endpoint wants sent, writes what it delivered, logs
@@ -470,7 +493,11 @@ impl Tunnel {
                 self.write_tun(&packet).await?;
             }
             if !progressed {
-                return Ok(());
+                return self
+                    .tun
+                    .flush()
+                    .await
+                    .context("writing to the TUN interface");
             }
         }
     }

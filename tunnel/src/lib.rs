@@ -14,6 +14,7 @@ pub mod routes;
 pub mod snapshot;
 pub mod split;
 pub mod system;
+pub mod tun_io;
 #[cfg(test)]
 mod test_tunnel;
 pub mod udp_io;
