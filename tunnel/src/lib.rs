@@ -14,7 +14,7 @@ pub mod routes;
 pub mod snapshot;
 pub mod split;
 pub mod system;
-pub mod tun_io;
 #[cfg(test)]
 mod test_tunnel;
+pub mod tun_io;
 pub mod udp_io;
