@@ -26,6 +26,12 @@ pub const BATCH_ENV: &str = "TGP_UDP_BATCH";
 /// super-datagram (64 segments, at most 64 KiB).
 const RECEIVE_BUFFER: usize = 65536;
 
+/// The socket buffers asked for, each way: at a few hundred Mbit/s the
+/// default (`net.core.rmem_default`, about 200 KB, some 90 datagrams)
+/// overflows while the loop is busy elsewhere, and every overflow is a
+/// loss the protocol must repair. wireguard-go asks for 7 MiB.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// The most bytes one GSO send carries (a UDP datagram's length field,
 /// less room for headers).
 const MAX_GSO_BYTES: usize = 65000;
@@ -103,6 +109,7 @@ impl UdpIo {
 
     /// Wraps a bound socket.
     pub fn new(socket: UdpSocket, is_ipv6: bool, mode: Mode) -> UdpIo {
+        enlarge_buffers(&socket);
         let state = match mode {
             Mode::Plain => None,
             Mode::Batched => match UdpSocketState::new(UdpSockRef::from(&socket)) {
@@ -324,6 +331,25 @@ impl UdpIo {
             _ => address,
         }
     }
+}
+
+/// Asks for [`SOCKET_BUFFER`] bytes of send and receive buffer: past the
+/// system's limits with `CAP_NET_ADMIN` (`SO_RCVBUFFORCE`), else up to
+/// them. Logs what it got; a refusal costs speed, not correctness.
+fn enlarge_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
+    let socket = socket2::SockRef::from(socket);
+    debug!(
+        receive = socket.recv_buffer_size().unwrap_or(0),
+        send = socket.send_buffer_size().unwrap_or(0),
+        "underlay socket buffers"
+    );
 }
 
 /// A source address with a v4-mapped IPv6 address turned back into IPv4.
