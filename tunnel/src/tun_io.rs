@@ -59,12 +59,16 @@ pub struct TunReceive {
 }
 
 impl TunReceive {
-    /// Buffers for a device whose packets are at most `mtu` bytes.
+    /// Buffers for a device whose packets are at most `mtu` bytes. The
+    /// first segment buffer takes a whole read (without offloads every
+    /// read lands there, whatever the interface's MTU was changed to).
     pub fn new(mtu: u16) -> TunReceive {
         let segment = usize::from(mtu).max(1500) + 64;
+        let mut segments = vec![vec![0; segment]; IDEAL_BATCH_SIZE];
+        segments[0] = vec![0; 65536];
         TunReceive {
             original: vec![0; VIRTIO_NET_HDR_LEN + 65535],
-            segments: vec![vec![0; segment]; IDEAL_BATCH_SIZE],
+            segments,
             sizes: vec![0; IDEAL_BATCH_SIZE],
             count: 0,
         }
