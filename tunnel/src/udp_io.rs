@@ -7,6 +7,14 @@
 //! back by itself (GSO off after a driver refuses it, one datagram per
 //! call where there is no GSO).
 //!
+//! quinn-udp sets the socket never to fragment (`IP_PMTUDISC_PROBE`, for
+//! QUIC's own path MTU discovery); tgp sets the kernel's default back
+//! (`IP_PMTUDISC_WANT`, and `IPV6_PMTUDISC_WANT`), so that on an underlay
+//! whose MTU is below tgp's datagrams (at most 1452 bytes) the kernel
+//! fragments them as it does on the plain path. (GSO cannot carry
+//! datagrams that need fragmenting: the kernel refuses such a batch, and
+//! quinn-udp then turns GSO off for the socket.)
+//!
 //! Setting the environment variable `TGP_UDP_BATCH=off` (or `0`, `no`,
 //! `false`) forces the plain path instead: one `send_to` and one
 //! `recv_from` per datagram, through tokio alone. It is there to test the
@@ -88,6 +96,8 @@ pub struct UdpIo {
     /// System calls that sent datagrams, and the datagrams they sent.
     send_calls: u64,
     datagrams_sent: u64,
+    /// Whether a datagram too large for the interface was warned about.
+    warned_too_large: bool,
 }
 
 impl UdpIo {
@@ -113,7 +123,10 @@ impl UdpIo {
         let state = match mode {
             Mode::Plain => None,
             Mode::Batched => match UdpSocketState::new(UdpSockRef::from(&socket)) {
-                Ok(state) => Some(state),
+                Ok(state) => {
+                    allow_fragmentation(&socket, is_ipv6);
+                    Some(state)
+                }
                 Err(error) => {
                     warn!(%error, "cannot batch on the UDP socket; sending one datagram per call");
                     None
@@ -135,6 +148,7 @@ impl UdpIo {
             queued: Vec::with_capacity(64),
             send_calls: 0,
             datagrams_sent: 0,
+            warned_too_large: false,
         };
         info!("underlay socket: {}", io.describe());
         io
@@ -312,6 +326,15 @@ impl UdpIo {
             match result {
                 Ok(()) => self.datagrams_sent += (end - index) as u64,
                 Err(error) => {
+                    if error.raw_os_error() == Some(libc_emsgsize()) && !self.warned_too_large {
+                        self.warned_too_large = true;
+                        warn!(
+                            %error,
+                            size = first.size,
+                            "a datagram is larger than the underlay's MTU and was dropped; \
+                             raise the underlay MTU or lower interface.mtu"
+                        );
+                    }
                     debug!(%error, destination = %first.destination, datagrams = end - index, "sending datagrams")
                 }
             }
@@ -350,6 +373,30 @@ fn enlarge_buffers(socket: &UdpSocket) {
         send = socket.send_buffer_size().unwrap_or(0),
         "underlay socket buffers"
     );
+}
+
+/// Lets the kernel fragment datagrams larger than the path MTU again
+/// (its default, which quinn-udp turns off). A refusal is logged: the
+/// tunnel then works wherever the underlay carries 1500-byte packets.
+fn allow_fragmentation(socket: &UdpSocket, is_ipv6: bool) {
+    use rustix::net::sockopt::{
+        set_ip_mtu_discover, set_ipv6_mtu_discover, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery,
+    };
+    if let Err(error) = set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::WANT) {
+        if !is_ipv6 {
+            warn!(%error, "cannot let the kernel fragment underlay datagrams (IPv4)");
+        }
+    }
+    if is_ipv6 {
+        if let Err(error) = set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::WANT) {
+            warn!(%error, "cannot let the kernel fragment underlay datagrams (IPv6)");
+        }
+    }
+}
+
+/// `EMSGSIZE` ("message too long"), as nix names it.
+fn libc_emsgsize() -> i32 {
+    nix::errno::Errno::EMSGSIZE as i32
 }
 
 /// A source address with a v4-mapped IPv6 address turned back into IPv4.
