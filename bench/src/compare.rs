@@ -202,6 +202,13 @@ pub const CPU_FIGURES: &[Figure<CompareRow>] = &[
         inf: "inf",
         get: |r| r.mbit_per_cpu_s().unwrap_or(f64::NAN),
     },
+    Figure {
+        key: "cpu_s_per_gb",
+        short: "cpu_s_per_gb",
+        decimals: 2,
+        inf: "inf",
+        get: |r| r.cpu_s_per_gb().unwrap_or(f64::NAN),
+    },
 ];
 
 impl CompareRow {
@@ -235,6 +242,14 @@ impl CompareRow {
         }
     }
 
+    /// Counted CPU seconds per gigabyte (10^9 bytes) the receiver got.
+    pub fn cpu_s_per_gb(&self) -> Option<f64> {
+        match (self.delivered_bytes, self.cpu_s) {
+            (Some(bytes), Some(c)) if bytes > 0 => Some(c / (bytes as f64 / 1e9)),
+            _ => None,
+        }
+    }
+
     /// The start of the summary line (`compare system=… rtt_ms=… rate_mbit=…`).
     pub fn head(&self) -> String {
         format!(
@@ -246,11 +261,12 @@ impl CompareRow {
     /// The `cpu` scenario's line for this run.
     pub fn cpu_line(&self) -> String {
         let mut line = format!(
-            "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={}",
+            "cpu system={} goodput_mbit={} cpu_s={} mbit_per_cpu_s={} cpu_s_per_gb={}",
             self.system,
             fig(self.goodput_mbit, 1),
             fig(self.cpu_s, 2),
-            fig(self.mbit_per_cpu_s(), 1)
+            fig(self.mbit_per_cpu_s(), 1),
+            fig(self.cpu_s_per_gb(), 2)
         );
         if let Some(r) = &self.reason {
             line.push_str(&format!(" reason={r:?}"));
@@ -611,7 +627,9 @@ pub struct CpuArgs {
     /// tgp's rate_ceiling on this unimpaired path.
     #[arg(long, default_value = "10gbit")]
     pub ceiling: String,
-    /// Systems (default: tcp-cubic,tgp-cubic,wireguard-go,openvpn).
+    /// Systems (default: tcp-cubic,tgp-cubic,wireguard-go,boringtun,openvpn;
+    /// boringtun needs boringtun-cli, `cargo install boringtun-cli`, and is
+    /// shown as not installed without it).
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
     /// Repetitions, tgp options, where the figures go.
@@ -620,10 +638,11 @@ pub struct CpuArgs {
 }
 
 /// The default systems of `cpu`.
-pub const CPU_SYSTEMS: [System; 4] = [
+pub const CPU_SYSTEMS: [System; 5] = [
     System::TcpCubic,
     System::TgpCubic,
     System::WireguardGo,
+    System::Boringtun,
     System::Openvpn,
 ];
 

@@ -1,6 +1,7 @@
 //! The systems under test and how each is started on a [`NetPath`]: plain
 //! kernel TCP, TCP through tgp (as a packet tunnel, and with `tcp_mode =
-//! "split"`), kcptun (forwarding one TCP port over KCP), wireguard-go and
+//! "split"`), kcptun (forwarding one TCP port over KCP), wireguard-go,
+//! boringtun (`boringtun-cli`, configured with `wg` like wireguard-go) and
 //! OpenVPN (UDP, static key).
 
 use crate::paths::{have, unique, workspace_bin, NetPath};
@@ -31,6 +32,9 @@ pub enum System {
     KcptunTuned,
     /// wireguard-go.
     WireguardGo,
+    /// boringtun (`boringtun-cli`, Cloudflare's userspace WireGuard in
+    /// Rust); not in [`TCP_SYSTEMS`], `cpu` runs it.
+    Boringtun,
     /// OpenVPN over UDP with a static key.
     Openvpn,
     /// Raw UDP, no tunnel (game scenario only).
@@ -66,6 +70,7 @@ impl System {
             System::Kcptun => "kcptun",
             System::KcptunTuned => "kcptun-tuned",
             System::WireguardGo => "wireguard-go",
+            System::Boringtun => "boringtun",
             System::Openvpn => "openvpn",
             System::Udp => "udp",
             System::TgpUdp => "tgp",
@@ -76,7 +81,7 @@ impl System {
     pub fn parse(s: &str) -> Result<System> {
         TCP_SYSTEMS
             .iter()
-            .chain([System::Udp, System::TgpUdp].iter())
+            .chain([System::Boringtun, System::Udp, System::TgpUdp].iter())
             .copied()
             .find(|x| x.name() == s)
             .ok_or_else(|| anyhow!("unknown system {s:?}"))
@@ -282,7 +287,8 @@ pub fn start(
         }
         System::TgpSplitCubic | System::TgpSplitBbr => start_tgp(&mut r, path, ctx, tgp, true)?,
         System::Kcptun | System::KcptunTuned => start_kcptun(&mut r, path, ctx, server_port)?,
-        System::WireguardGo => start_wg(&mut r, path, ctx)?,
+        System::WireguardGo => start_wg(&mut r, path, ctx, WgDaemon::WireguardGo)?,
+        System::Boringtun => start_wg(&mut r, path, ctx, WgDaemon::Boringtun)?,
         System::Openvpn => start_openvpn(&mut r, path, ctx)?,
     }
     Ok(r)
@@ -474,23 +480,79 @@ fn wg_keys(ctx: &Ctx) -> Result<[(PathBuf, String); 2]> {
     Ok([a, b])
 }
 
-fn start_wg(r: &mut Running, path: &NetPath, ctx: &Ctx) -> Result<()> {
-    for (prog, pkg) in [("wireguard-go", "wireguard-go"), ("wg", "wireguard-tools")] {
-        if !have(prog) {
-            bail!("{prog} not installed (Debian package {pkg}; run scripts/setup)");
+/// The userspace WireGuard daemons; both are configured with `wg` over
+/// the same UAPI socket (`/var/run/wireguard/DEV.sock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WgDaemon {
+    WireguardGo,
+    /// `boringtun-cli` from PATH, or `$BORINGTUN` (its default of 4
+    /// threads is kept).
+    Boringtun,
+}
+
+impl WgDaemon {
+    fn program(self) -> String {
+        match self {
+            WgDaemon::WireguardGo => "wireguard-go".into(),
+            WgDaemon::Boringtun => {
+                std::env::var("BORINGTUN").unwrap_or_else(|_| "boringtun-cli".into())
+            }
         }
     }
+
+    /// Why it cannot run here, if it cannot.
+    fn missing(self) -> Option<String> {
+        let program = self.program();
+        let installed = have(&program) || Path::new(&program).is_file();
+        match self {
+            _ if installed => None,
+            WgDaemon::WireguardGo => Some(
+                "wireguard-go not installed (Debian package wireguard-go; run scripts/setup)"
+                    .into(),
+            ),
+            WgDaemon::Boringtun => Some(format!(
+                "{program} not installed (cargo install boringtun-cli, or set BORINGTUN to its path)"
+            )),
+        }
+    }
+}
+
+fn start_wg(r: &mut Running, path: &NetPath, ctx: &Ctx, daemon: WgDaemon) -> Result<()> {
+    if let Some(why) = daemon.missing() {
+        bail!("{why}");
+    }
+    if !have("wg") {
+        bail!("wg not installed (Debian package wireguard-tools; run scripts/setup)");
+    }
+    let program = daemon.program();
     let [(key_a, pub_a), (key_b, pub_b)] = wg_keys(ctx)?;
-    let name = unique("wg");
+    let name = unique(match daemon {
+        WgDaemon::WireguardGo => "wg",
+        WgDaemon::Boringtun => "bt",
+    });
     let t = Duration::from_secs(10);
     for (side, ns) in [("a", &path.ns_a), ("b", &path.ns_b)] {
         let dev = format!("{name}{side}");
-        let mut cmd = ns_cmd(ns, "wireguard-go", &["-f", &dev]);
-        cmd.env("WG_PROCESS_FOREGROUND", "1");
+        let mut cmd = match daemon {
+            WgDaemon::WireguardGo => {
+                let mut cmd = ns_cmd(ns, &program, &["-f", &dev]);
+                cmd.env("WG_PROCESS_FOREGROUND", "1");
+                cmd
+            }
+            WgDaemon::Boringtun => {
+                let log = ctx.log(&format!("{name}{side}-boringtun"));
+                let log = log.to_string_lossy().into_owned();
+                ns_cmd(
+                    ns,
+                    &program,
+                    &["-f", "--disable-drop-privileges", "-l", &log, &dev],
+                )
+            }
+        };
         r.procs.push(Proc::spawn(
-            &format!("wireguard-go ({side})"),
+            &format!("{program} ({side})"),
             &mut cmd,
-            &ctx.log(&format!("wg{side}")),
+            &ctx.log(&format!("{name}{side}")),
         )?);
         let ok = wait_until(Duration::from_secs(10), || {
             run(&mut ns_cmd(ns, "ip", &["link", "show", &dev]), t)
@@ -500,7 +562,7 @@ fn start_wg(r: &mut Running, path: &NetPath, ctx: &Ctx) -> Result<()> {
         });
         r.check_alive()?;
         if !ok {
-            bail!("wireguard-go made no interface {dev} within 10 s");
+            bail!("{program} made no interface {dev} within 10 s");
         }
     }
     let (dev_a, dev_b) = (format!("{name}a"), format!("{name}b"));
@@ -661,5 +723,7 @@ mod tests {
         assert_eq!(System::parse("tgp-split-bbr").unwrap().cc(), "bbr");
         assert_eq!(System::parse("tgp-split-cubic").unwrap().cc(), "cubic");
         assert_eq!(System::parse("openvpn").unwrap(), System::Openvpn);
+        assert_eq!(System::parse("boringtun").unwrap(), System::Boringtun);
+        assert!(!TCP_SYSTEMS.iter().any(|s| s.name() == "boringtun"));
     }
 }

@@ -12,9 +12,11 @@ use crate::config::Config;
 use crate::control::{self, ControlRequest};
 use crate::split::SplitMode;
 use crate::system::HostSetup;
+use crate::tun_io::{self, TunIo, TunReceive};
+use crate::udp_io::{self, UdpIo};
 use anyhow::{bail, Context, Result};
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tgp_adapters::{
     clamp_tcp_mss, icmp_unreachable, mss_for_mtu, parse, AllowedIps, DropCounters, DropReason,
@@ -25,10 +27,9 @@ use tgp_proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, PeerSettings}
 use tgp_proto::handshake::HandshakeConfig;
 use tgp_proto::Timestamp;
 use tgp_split::is_stream_flow;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::DeviceBuilder;
 
 /// The largest UDP payload tgp sends: fits a 1500-byte underlay MTU over
 /// IPv6 (1500 − 40 − 8) without fragmentation.
@@ -89,9 +90,10 @@ struct Tunnel {
     config: Config,
     clock: Clock,
     endpoint: Endpoint,
-    tun: AsyncDevice,
-    socket: UdpSocket,
-    socket_is_ipv6: bool,
+    /// The TUN device; it batches with offloads (see [`crate::tun_io`]).
+    tun: TunIo,
+    /// The underlay socket; it batches (see [`crate::udp_io`]).
+    udp: UdpIo,
     allowed_ips: AllowedIps,
     split: SplitMode,
     adapter_drops: DropCounters,
@@ -99,9 +101,6 @@ struct Tunnel {
     packets_to_tun: u64,
     icmp_errors_sent: u64,
     started: Instant,
-    /// Datagrams from the endpoint are written here (reused, no
-    /// allocation per datagram).
-    transmit_buffer: Vec<u8>,
 }
 
 /// How `tgp up` runs, beyond its config file.
@@ -214,11 +213,19 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
             config.interface.mtu
         );
     }
-    let tun = open_tun(&config).context("creating the TUN interface (are you root?)")?;
-    let (socket, socket_is_ipv6) = bind_socket(config.interface.listen_port).await?;
+    let tun = TunIo::open(|| tun_builder(&config), tun_io::offload_from_env())
+        .context("creating the TUN interface (are you root?)")?;
+    let udp = UdpIo::bind(config.interface.listen_port, udp_io::Mode::from_env())
+        .await
+        .with_context(|| {
+            format!(
+                "binding the UDP socket (port {}); is another daemon using it?",
+                config.interface.listen_port.unwrap_or(0)
+            )
+        })?;
     info!(
         interface = %config.interface.name,
-        listen = %socket.local_addr()?,
+        listen = %udp.socket().local_addr()?,
         peers = config.peers.len(),
         "tunnel up"
     );
@@ -230,7 +237,7 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
     )
     .context("opening the control socket")?;
     let host = HostSetup::up(&config).context("setting up routes, DNS and firewall rules")?;
-    crate::system::mark_socket(&socket, host.fwmark())?;
+    crate::system::mark_socket(udp.socket(), host.fwmark())?;
     if let Some(address) = config.interface.metrics_listen {
         crate::metrics::serve(address, control_tx).await?;
     }
@@ -256,20 +263,17 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
         clock,
         endpoint,
         tun,
-        socket,
-        socket_is_ipv6,
+        udp,
         adapter_drops: DropCounters::new(),
         packets_from_tun: 0,
         packets_to_tun: 0,
         icmp_errors_sent: 0,
         started: Instant::now(),
-        transmit_buffer: Vec::with_capacity(MAX_DATAGRAM_SIZE),
     };
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut tun_buffer = vec![0u8; 65536];
-    let mut udp_buffer = vec![0u8; 65536];
+    let mut tun_receive = TunReceive::new(tunnel.config.interface.mtu);
     loop {
         tunnel.flush().await?;
         let wake = [tunnel.endpoint.poll_timeout(), tunnel.split.poll_timeout()]
@@ -279,29 +283,45 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
             .map(|t| tunnel.clock.instant(t))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            result = tunnel.tun.recv(&mut tun_buffer) => {
-                let length = result.context("reading the TUN interface")?;
-                tunnel.handle_tun_packet(&mut tun_buffer[..length]).await?;
-                for _ in 1..BATCH {
-                    match tunnel.tun.try_recv(&mut tun_buffer) {
-                        Ok(length) => tunnel.handle_tun_packet(&mut tun_buffer[..length]).await?,
+            result = tunnel.tun.recv(&mut tun_receive) => {
+                match result {
+                    Ok(()) => {}
+                    // A super-packet tun-rs cannot split (its own error,
+                    // not the kernel's) is dropped, not fatal.
+                    Err(error) if error.raw_os_error().is_none() => {
+                        debug!(%error, "reading the TUN interface");
+                        tunnel.adapter_drops.record(DropReason::Malformed);
+                    }
+                    Err(error) => return Err(error).context("reading the TUN interface"),
+                }
+                let mut handled = 0;
+                loop {
+                    for index in 0..tun_receive.len() {
+                        tunnel.handle_tun_packet(tun_receive.packet(index)).await?;
+                    }
+                    handled += tun_receive.len().max(1);
+                    if handled >= BATCH {
+                        break;
+                    }
+                    match tunnel.tun.try_recv(&mut tun_receive) {
+                        Ok(()) => {}
                         Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                        Err(error) if error.raw_os_error().is_none() => {
+                            debug!(%error, "reading the TUN interface");
+                            tunnel.adapter_drops.record(DropReason::Malformed);
+                        }
                         Err(error) => return Err(error).context("reading the TUN interface"),
                     }
                 }
             }
-            result = tunnel.socket.recv_from(&mut udp_buffer) => {
-                match result {
-                    Ok((length, from)) => tunnel.handle_socket_datagram(&mut udp_buffer[..length], from),
-                    Err(error) => warn!(%error, "receiving from the UDP socket"),
+            result = tunnel.udp.readable() => {
+                if let Err(error) = result {
+                    warn!(%error, "waiting for the UDP socket");
                 }
-                for _ in 1..BATCH {
-                    match tunnel.socket.try_recv_from(&mut udp_buffer) {
-                        Ok((length, from)) => tunnel.handle_socket_datagram(&mut udp_buffer[..length], from),
-                        Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                        Err(error) => { warn!(%error, "receiving from the UDP socket"); break; }
-                    }
-                }
+                let Tunnel { udp, endpoint, clock, .. } = &mut tunnel;
+                udp.receive(BATCH, |datagram, from| {
+                    let _ = endpoint.handle_datagram(clock.now(), from, datagram);
+                });
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = tunnel.clock.now();
@@ -339,7 +359,7 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
     Ok(())
 }
 
-fn open_tun(config: &Config) -> Result<AsyncDevice> {
+fn tun_builder(config: &Config) -> DeviceBuilder {
     let mut builder = DeviceBuilder::new()
         .name(&config.interface.name)
         .mtu(config.interface.mtu);
@@ -360,23 +380,7 @@ fn open_tun(config: &Config) -> Result<AsyncDevice> {
     if !v6.is_empty() {
         builder = builder.ipv6_tuple(&v6);
     }
-    Ok(builder.build_async()?)
-}
-
-/// Binds the underlay socket: dual-stack IPv6 where the host has IPv6,
-/// IPv4 otherwise. Port 0 picks a free port.
-async fn bind_socket(port: Option<u16>) -> Result<(UdpSocket, bool)> {
-    let port = port.unwrap_or(0);
-    match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).await {
-        Ok(socket) => Ok((socket, true)),
-        Err(v6_error) => {
-            debug!(%v6_error, "no IPv6 socket; falling back to IPv4");
-            let socket = UdpSocket::bind(("0.0.0.0", port))
-                .await
-                .with_context(|| format!("binding UDP port {port}"))?;
-            Ok((socket, false))
-        }
-    }
+    builder
 }
 
 impl Tunnel {
@@ -434,26 +438,20 @@ impl Tunnel {
         Ok(())
     }
 
-    fn handle_socket_datagram(&mut self, datagram: &mut [u8], from: SocketAddr) {
-        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-        let now = self.clock.now();
-        let _ = self.endpoint.handle_datagram(now, from, datagram);
-    }
-
+    /// Writes (or, with offloads, queues until the end of
+    /// [`Tunnel::flush`]) a packet to the TUN. The kernel refuses some
+    /// packets (e.g. for an address family the interface has no address
+    /// of); those are logged and dropped.
     async fn write_tun(&mut self, packet: &[u8]) -> Result<()> {
-        match self.tun.send(packet).await {
-            Ok(_) => {
-                self.packets_to_tun += 1;
-                Ok(())
-            }
-            // The kernel refuses some packets (e.g. for an address family
-            // the interface has no address of); count and go on.
-            Err(error) if error.kind() != ErrorKind::BrokenPipe => {
-                debug!(%error, "the kernel refused a packet from the tunnel");
-                Ok(())
-            }
-            Err(error) => Err(error).context("writing to the TUN interface"),
+        let written = self
+            .tun
+            .write(packet)
+            .await
+            .context("writing to the TUN interface")?;
+        if written {
+            self.packets_to_tun += 1;
         }
+        Ok(())
     }
 
     /// Sends what the endpoint wants sent, writes what it delivered, logs
@@ -462,17 +460,14 @@ impl Tunnel {
         loop {
             let now = self.clock.now();
             let mut progressed = false;
-            self.transmit_buffer.clear();
-            while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.transmit_buffer) {
+            while let Some(transmit) = self.endpoint.poll_transmit(now, self.udp.send_buffer()) {
                 progressed = true;
-                let destination = self.socket_address(transmit.destination);
-                let datagram = &self.transmit_buffer[self.transmit_buffer.len() - transmit.size..];
-                let sent = self.socket.send_to(datagram, destination).await;
-                self.transmit_buffer.clear();
-                if let Err(error) = sent {
-                    debug!(%error, %destination, "sending a datagram");
+                self.udp.queue(transmit.destination, transmit.size);
+                if self.udp.queue_full() {
+                    self.udp.send_queued().await;
                 }
             }
+            self.udp.send_queued().await;
             while let Some(delivery) = self.endpoint.poll_delivery() {
                 progressed = true;
                 if is_stream_flow(delivery.flow) {
@@ -498,7 +493,11 @@ impl Tunnel {
                 self.write_tun(&packet).await?;
             }
             if !progressed {
-                return Ok(());
+                return self
+                    .tun
+                    .flush()
+                    .await
+                    .context("writing to the TUN interface");
             }
         }
     }
@@ -523,15 +522,6 @@ impl Tunnel {
             );
         }
         self.write_tun(packet).await
-    }
-
-    fn socket_address(&self, address: SocketAddr) -> SocketAddr {
-        match address.ip() {
-            IpAddr::V4(v4) if self.socket_is_ipv6 => {
-                SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), address.port())
-            }
-            _ => address,
-        }
     }
 
     fn log_event(&self, event: &Event) {
@@ -571,7 +561,7 @@ impl Tunnel {
             allowed_ips: &mut self.allowed_ips,
             host: Some(&mut self.host),
         });
-        if let Err(error) = crate::system::mark_socket(&self.socket, self.host.fwmark()) {
+        if let Err(error) = crate::system::mark_socket(self.udp.socket(), self.host.fwmark()) {
             warn!(error = format!("{error:#}"), "marking the underlay socket");
         }
         match result {
@@ -602,7 +592,7 @@ impl Tunnel {
             packets_to_tun: self.packets_to_tun,
             icmp_errors_sent: self.icmp_errors_sent,
             split: &self.split,
-            listen: self.socket.local_addr().ok(),
+            listen: self.udp.socket().local_addr().ok(),
             uptime: self.started.elapsed(),
         }
     }

@@ -16,3 +16,5 @@ pub mod split;
 pub mod system;
 #[cfg(test)]
 mod test_tunnel;
+pub mod tun_io;
+pub mod udp_io;
