@@ -164,6 +164,13 @@ pub const COMPARE_FIGURES: &[Figure<CompareRow>] = &[
         get: |r| r.cpu_s.unwrap_or(f64::NAN),
     },
     Figure {
+        key: "cpu_s_per_gb",
+        short: "cpu_s_per_gb",
+        decimals: 1,
+        inf: "inf",
+        get: |r| r.cpu_s_per_gb().unwrap_or(f64::NAN),
+    },
+    Figure {
         key: "added_delay_p50_ms",
         short: "added_delay_p50_ms",
         decimals: 1,
