@@ -482,6 +482,23 @@ mod tests {
         symbols.iter().map(|s| source_shard(s)).collect()
     }
 
+    /// Repair `id` over `seqs`, whose sources are `len` bytes of `seq as u8`.
+    fn repair_over(seqs: &[u64], id: u64, len: usize) -> (RepairWindow, Vec<u8>) {
+        let shards: Vec<Vec<u8>> = seqs
+            .iter()
+            .map(|&s| source_shard(&vec![s as u8; len]))
+            .collect();
+        let sources: Vec<(u64, &[u8])> = seqs
+            .iter()
+            .zip(&shards)
+            .map(|(&s, l)| (s, l.as_slice()))
+            .collect();
+        (
+            RepairWindow::from_seqs(seqs).unwrap(),
+            encode_repair(id, &sources),
+        )
+    }
+
     #[test]
     fn a_single_loss_is_recovered_by_the_next_repair() {
         let symbols: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 20 + i as usize]).collect();
@@ -523,16 +540,9 @@ mod tests {
                 decoder.add_source(seq, source_shard(&[seq as u8; 30]));
             }
         }
-        let both = [110u64, 150];
-        let lost: Vec<Vec<u8>> = both.iter().map(|&s| source_shard(&[s as u8; 30])).collect();
-        let window: Vec<(u64, &[u8])> = both
-            .iter()
-            .zip(&lost)
-            .map(|(&s, l)| (s, l.as_slice()))
-            .collect();
-        let repair = encode_repair(2, &window);
+        let (window, repair) = repair_over(&[110, 150], 2, 30);
         assert_eq!(
-            decoder.add_repair(RepairWindow::from_seqs(&both).unwrap(), 2, &repair),
+            decoder.add_repair(window, 2, &repair),
             Ok(RepairOutcome::Useful)
         );
         assert_eq!(decoder.rows(), 1);
@@ -542,10 +552,8 @@ mod tests {
         let (high, low) = (120, 100);
         assert_eq!(decoder.rows_confined_to(high..low), 0);
         // A repair over 110 alone determines it, and then 150.
-        let only = [110u64];
-        let window = [(110u64, lost[0].as_slice())];
-        let repair = encode_repair(3, &window);
-        let _ = decoder.add_repair(RepairWindow::from_seqs(&only).unwrap(), 3, &repair);
+        let (window, repair) = repair_over(&[110], 3, 30);
+        let _ = decoder.add_repair(window, 3, &repair);
         let mut recovered: Vec<u64> =
             std::iter::from_fn(|| decoder.poll_recovered().map(|(seq, _)| seq)).collect();
         recovered.sort_unstable();
@@ -560,15 +568,8 @@ mod tests {
         let mut decoder = WindowDecoder::default();
         let pairs = MAX_ROWS as u64 + 100;
         for k in 0..pairs {
-            let pair = [2 * k, 2 * k + 1];
-            let shards: Vec<Vec<u8>> = pair.iter().map(|&s| source_shard(&[s as u8; 20])).collect();
-            let window: Vec<(u64, &[u8])> = pair
-                .iter()
-                .zip(&shards)
-                .map(|(&s, l)| (s, l.as_slice()))
-                .collect();
-            let repair = encode_repair(k, &window);
-            let _ = decoder.add_repair(RepairWindow::from_seqs(&pair).unwrap(), k, &repair);
+            let (window, repair) = repair_over(&[2 * k, 2 * k + 1], k, 20);
+            let _ = decoder.add_repair(window, k, &repair);
         }
         assert_eq!(decoder.rows(), MAX_ROWS);
         // The first pair, which in-order delivery waits on, kept its row;

@@ -489,6 +489,22 @@ mod tests {
         }
     }
 
+    /// Applies `receipt` to the sender's record and gives it to `window`
+    /// (everything below 200 reported), as the data plane does.
+    fn take_receipt(window: &mut TxWindow, outgoing: &mut OutgoingRecord, receipt: &Receipt) {
+        outgoing.apply(receipt, window.lowest_unresolved());
+        let config = DataPlaneConfig::default();
+        window.on_receipt(
+            200,
+            receipt.largest_packet,
+            receipt.covered_below,
+            &receipt.needs,
+            outgoing,
+            &config,
+            context(),
+        );
+    }
+
     /// The first sequence number of the next repair, if one is owed.
     fn next_repair(window: &mut TxWindow, packet: u64, outgoing: &OutgoingRecord) -> Option<u64> {
         let mut out = Vec::new();
@@ -522,58 +538,21 @@ mod tests {
             );
         }
         let mut outgoing = OutgoingRecord::default();
-        let first = receipt(10);
-        outgoing.apply(&first, window.lowest_unresolved());
-        window.on_receipt(
-            200,
-            10,
-            u64::MAX,
-            &first.needs,
-            &outgoing,
-            &config,
-            context(),
-        );
+        take_receipt(&mut window, &mut outgoing, &receipt(10));
         // Both spans are repaired, in packets 20 and 21.
         assert_eq!(next_repair(&mut window, 20, &outgoing), Some(5));
         assert_eq!(next_repair(&mut window, 21, &outgoing), Some(100));
         assert_eq!(next_repair(&mut window, 22, &outgoing), None);
         // A receipt that shows packet 20 but not 21, both spans still
         // short: 5's repair was lost, 100's may still arrive.
-        let second = receipt(20);
-        outgoing.apply(&second, window.lowest_unresolved());
-        window.on_receipt(
-            200,
-            20,
-            u64::MAX,
-            &second.needs,
-            &outgoing,
-            &config,
-            context(),
-        );
+        take_receipt(&mut window, &mut outgoing, &receipt(20));
         assert_eq!(next_repair(&mut window, 30, &outgoing), Some(5));
         assert_eq!(next_repair(&mut window, 31, &outgoing), None);
         // The same receipt again asks for nothing new: packet 30 is not shown.
-        window.on_receipt(
-            200,
-            20,
-            u64::MAX,
-            &second.needs,
-            &outgoing,
-            &config,
-            context(),
-        );
+        take_receipt(&mut window, &mut outgoing, &receipt(20));
         assert_eq!(next_repair(&mut window, 32, &outgoing), None);
         // Once packet 31 shows, both are owed again.
-        let third = receipt(31);
-        window.on_receipt(
-            200,
-            31,
-            u64::MAX,
-            &third.needs,
-            &outgoing,
-            &config,
-            context(),
-        );
+        take_receipt(&mut window, &mut outgoing, &receipt(31));
         assert_eq!(next_repair(&mut window, 40, &outgoing), Some(5));
         assert_eq!(next_repair(&mut window, 41, &outgoing), Some(100));
     }
