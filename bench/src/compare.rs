@@ -186,7 +186,8 @@ pub const COMPARE_FIGURES: &[Figure<CompareRow>] = &[
     },
 ];
 
-/// The figures `cpu` summarises: goodput, CPU seconds, Mbit per CPU second.
+/// The figures `cpu` summarises: goodput, CPU seconds, Mbit per CPU second,
+/// CPU seconds per GB delivered.
 pub const CPU_FIGURES: &[Figure<CompareRow>] = &[
     Figure {
         key: "goodput_mbit",

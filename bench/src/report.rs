@@ -406,7 +406,47 @@ fn compare_tables(md: &mut String, f: &ResultsFile<CompareRow>) {
         let _ = writeln!(md, "{line}");
     }
     let _ = writeln!(md);
+    added_delay_table(md, &cells, &losses);
     failures(md, &cells);
+}
+
+/// The delay tgp added to the path's one-way delay, for the systems that
+/// measure it (tgp's): median p50 and p99 over the runs, then the p99's
+/// smallest and largest run.
+fn added_delay_table(md: &mut String, cells: &[Summary], losses: &[f64]) {
+    const P50: &str = "added_delay_p50_ms";
+    const P99: &str = "added_delay_p99_ms";
+    let systems: Vec<String> = distinct(
+        cells
+            .iter()
+            .filter(|c| c.get(P99).is_some())
+            .map(|c| c.system.clone()),
+    );
+    if systems.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Delay added to the path's one-way delay per delivered segment, ms: median p50 / \
+         median p99 over the runs, then the p99's smallest and largest run:\n"
+    );
+    let _ = writeln!(md, "| loss % | {} |", systems.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(systems.len()));
+    for &loss in losses {
+        let mut line = format!("| {loss} |");
+        for s in &systems {
+            let text = match cell(cells, loss, s).map(|c| (c.get(P50), c.get(P99))) {
+                Some((Some(p50), Some(p99))) => format!(
+                    "{:.0} / {:.0} {:.0}–{:.0}",
+                    p50.median, p99.median, p99.min, p99.max
+                ),
+                _ => "–".to_string(),
+            };
+            line.push_str(&format!(" {text} |"));
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md);
 }
 
 fn cpu_table(md: &mut String, f: &ResultsFile<CompareRow>) {
@@ -418,11 +458,14 @@ fn cpu_table(md: &mut String, f: &ResultsFile<CompareRow>) {
          min–max.\n",
         runs_phrase(&cells)
     );
-    let _ = writeln!(md, "| system | goodput Mbit/s | CPU s | Mbit per CPU s |");
-    let _ = writeln!(md, "|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| system | goodput Mbit/s | CPU s | Mbit per CPU s | CPU s per GB |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|");
     for c in &cells {
         if c.all_failed() {
-            let _ = writeln!(md, "| {} | {} | | |", c.system, all_failed(c));
+            let _ = writeln!(md, "| {} | {} | | | |", c.system, all_failed(c));
             continue;
         }
         let ok = c.runs - c.failed_runs;
@@ -634,7 +677,10 @@ mod tests {
             (10.0, [9.0, 11.0, 10.0], [Some(4.0), None, Some(0.0)]),
         ] {
             for run in 0..3 {
-                rows.push(row("tgp-cubic", loss, run + 1, Some(a[run])));
+                let mut tgp = row("tgp-cubic", loss, run + 1, Some(a[run]));
+                tgp.added_delay_p50_ms = Some(2.0 + run as f64);
+                tgp.added_delay_p99_ms = Some(40.0 + 10.0 * run as f64);
+                rows.push(tgp);
                 rows.push(row("openvpn", loss, run + 1, b[run]));
             }
         }
@@ -687,6 +733,11 @@ mod tests {
             md.contains(
                 "| 10 | 18.0 | 10.00 (1.250×) 9.00–11.00 | 2.00 (inf×) 0.00–4.00, 1/3 failed |"
             ),
+            "{md}"
+        );
+        // Only tgp measures added delay; openvpn gets no column.
+        assert!(
+            md.contains("| loss % | tgp-cubic |\n|---|---|\n| 0 | 3 / 50 40–60 |"),
             "{md}"
         );
         assert!(
