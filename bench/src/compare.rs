@@ -168,7 +168,13 @@ pub const COMPARE_FIGURES: &[Figure<CompareRow>] = &[
         short: "cpu_s_per_gb",
         decimals: 1,
         inf: "inf",
-        get: |r| r.cpu_s_per_gb().unwrap_or(f64::NAN),
+        // Nothing delivered in a run that measured: infinite, as for the
+        // wire figure, so the field is always on the line.
+        get: |r| match r.cpu_s_per_gb() {
+            Some(v) => v,
+            None if r.delivered_bytes == Some(0) && r.cpu_s.is_some() => f64::INFINITY,
+            None => f64::NAN,
+        },
     },
     Figure {
         key: "added_delay_p50_ms",
@@ -887,5 +893,24 @@ mod tests {
         let cells = repeat::summarize(&[r.clone()], COMPARE_FIGURES);
         let line = cells[0].line(&r.head(), COMPARE_FIGURES, "");
         assert!(line.contains(" added_delay_p99_ms=21.0 "), "{line}");
+    }
+
+    #[test]
+    fn a_run_that_delivered_nothing_still_prints_its_cpu_per_gb() {
+        let spec = PathSpec {
+            loss_pct: 10.0,
+            rtt_ms: 50.0,
+            rate_mbit: Some(20.0),
+        };
+        let mut r = CompareRow::failed(System::WireguardGo, &spec, 3, String::new());
+        r.status = "ok".into();
+        r.reason = None;
+        r.goodput_mbit = Some(0.0);
+        r.delivered_bytes = Some(0);
+        r.wire_per_goodput = None;
+        r.cpu_s = Some(0.11);
+        let cells = repeat::summarize(&[r.clone()], COMPARE_FIGURES);
+        let line = cells[0].line(&r.head(), COMPARE_FIGURES, "");
+        assert!(line.contains(" cpu_s_per_gb=inf "), "{line}");
     }
 }
