@@ -168,13 +168,7 @@ pub const COMPARE_FIGURES: &[Figure<CompareRow>] = &[
         short: "cpu_s_per_gb",
         decimals: 1,
         inf: "inf",
-        // Nothing delivered in a run that measured: infinite, as for the
-        // wire figure, so the field is always on the line.
-        get: |r| match r.cpu_s_per_gb() {
-            Some(v) => v,
-            None if r.delivered_bytes == Some(0) && r.cpu_s.is_some() => f64::INFINITY,
-            None => f64::NAN,
-        },
+        get: |r| r.cpu_s_per_gb().unwrap_or(f64::NAN),
     },
     Figure {
         key: "added_delay_p50_ms",
@@ -256,10 +250,13 @@ impl CompareRow {
         }
     }
 
-    /// Counted CPU seconds per gigabyte (10^9 bytes) the receiver got.
+    /// Counted CPU seconds per gigabyte (10^9 bytes) the receiver got;
+    /// infinite when a run that measured delivered nothing, as for the
+    /// wire figure, so the field is always on the line.
     pub fn cpu_s_per_gb(&self) -> Option<f64> {
         match (self.delivered_bytes, self.cpu_s) {
-            (Some(bytes), Some(c)) if bytes > 0 => Some(c / (bytes as f64 / 1e9)),
+            (Some(0), Some(_)) => Some(f64::INFINITY),
+            (Some(bytes), Some(c)) => Some(c / (bytes as f64 / 1e9)),
             _ => None,
         }
     }
@@ -869,6 +866,14 @@ mod tests {
         );
     }
 
+    /// A run of `system` that measured, with no figures yet.
+    fn measured(system: System, spec: &PathSpec, secs: u64) -> CompareRow {
+        let mut r = CompareRow::failed(system, spec, secs, String::new());
+        r.status = "ok".into();
+        r.reason = None;
+        r
+    }
+
     #[test]
     fn a_tgp_cell_prints_its_added_delay() {
         let spec = PathSpec {
@@ -876,9 +881,7 @@ mod tests {
             rtt_ms: 100.0,
             rate_mbit: Some(20.0),
         };
-        let mut r = CompareRow::failed(System::TgpSplitCubic, &spec, 10, String::new());
-        r.status = "ok".into();
-        r.reason = None;
+        let mut r = measured(System::TgpSplitCubic, &spec, 10);
         r.goodput_mbit = Some(15.0);
         r.wire_per_goodput = Some(1.1);
         r.cpu_s = Some(2.0);
@@ -902,9 +905,7 @@ mod tests {
             rtt_ms: 50.0,
             rate_mbit: Some(20.0),
         };
-        let mut r = CompareRow::failed(System::WireguardGo, &spec, 3, String::new());
-        r.status = "ok".into();
-        r.reason = None;
+        let mut r = measured(System::WireguardGo, &spec, 3);
         r.goodput_mbit = Some(0.0);
         r.delivered_bytes = Some(0);
         r.wire_per_goodput = None;
@@ -912,5 +913,10 @@ mod tests {
         let cells = repeat::summarize(&[r.clone()], COMPARE_FIGURES);
         let line = cells[0].line(&r.head(), COMPARE_FIGURES, "");
         assert!(line.contains(" cpu_s_per_gb=inf "), "{line}");
+        assert!(
+            r.cpu_line().ends_with(" cpu_s_per_gb=inf"),
+            "{}",
+            r.cpu_line()
+        );
     }
 }
