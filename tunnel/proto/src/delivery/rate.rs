@@ -53,6 +53,9 @@ const CONGESTED_GAIN: f64 = 0.9;
 /// [`PROBE_UP_GROWTH`], up to the start-up gain.
 const PROBE_UP_GAIN: f64 = 1.25;
 const PROBE_UP_GROWTH: f64 = 1.5;
+/// Shortest and longest look-back of the queueing-delay signal.
+const RECENT_RTT_MIN: Duration = Duration::from_millis(10);
+const RECENT_RTT_MAX: Duration = Duration::from_millis(50);
 /// How long the minimum round trip is remembered.
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Shortest and longest wait between backlog-driven searches.
@@ -187,7 +190,10 @@ pub struct RateController {
     bottleneck: f64,
     min_rtt: WindowedMin,
     smoothed_rtt: Option<Duration>,
-    latest_rtt: Duration,
+    /// The least round trip of the last few samples
+    /// ([`RateController::recent_window`]): what a queue shows in, as a
+    /// single sample's jitter does not.
+    recent_rtt: WindowedMin,
     full_bandwidth: f64,
     rounds_without_growth: u32,
     round_end_packet: u64,
@@ -236,7 +242,7 @@ impl RateController {
             bottleneck: initial,
             min_rtt: WindowedMin::default(),
             smoothed_rtt: None,
-            latest_rtt: Duration::ZERO,
+            recent_rtt: WindowedMin::default(),
             full_bandwidth: 0.0,
             rounds_without_growth: 0,
             round_end_packet: 0,
@@ -417,8 +423,23 @@ impl RateController {
         (self.smoothed_rtt() * 10).max(Duration::from_secs(1))
     }
 
+    /// Queueing delay: the least round trip of the last few samples above
+    /// the minimum. A queue delays every packet; jitter (a scheduler's
+    /// hiccup at either end, a userspace hop, a receipt held back) delays
+    /// some, and one such sample read as a queue ended start-up on a clean
+    /// 600 ms path at a quarter of its rate.
     fn queue_delay(&self) -> Duration {
-        self.latest_rtt.saturating_sub(self.min_rtt())
+        self.recent_rtt
+            .get()
+            .unwrap_or_default()
+            .saturating_sub(self.min_rtt())
+    }
+
+    /// How far back [`Self::queue_delay`] looks: a quarter of the minimum
+    /// round trip, within 10..=50 ms (a few receipts; a queue that builds
+    /// shows within it, a round trip after it began, either way).
+    fn recent_window(&self) -> Duration {
+        (self.min_rtt() / 4).clamp(RECENT_RTT_MIN, RECENT_RTT_MAX)
     }
 
     /// Follows the queue: one that outlives what pacing below the arrival
@@ -509,7 +530,8 @@ impl RateController {
 
     /// Feeds one measurement.
     pub fn on_sample(&mut self, now: Timestamp, sample: RateSample) {
-        self.latest_rtt = sample.rtt;
+        let recent = self.recent_window();
+        self.recent_rtt.push(now, sample.rtt, recent);
         self.smoothed_rtt = Some(match self.smoothed_rtt {
             None => sample.rtt,
             Some(s) => (s * 7 + sample.rtt) / 8,
@@ -847,6 +869,34 @@ mod tests {
         rate.on_sample(at(1_000), with_rtt(sample(10_000_000.0, 100), 150));
         assert_eq!(rate.mode, RateMode::Drain);
         assert!(rate.bottleneck_bytes_per_second() <= 2_500_000.0 * 1.1 * 1.01);
+    }
+
+    #[test]
+    fn one_delayed_receipt_is_jitter_and_a_queue_delays_them_all() {
+        let mut rate = RateController::new(at(0), config());
+        // Receipts every 5 ms on a 100 ms path, the estimate doubling
+        // each round.
+        let mut ms = 0;
+        let mut packet = 0;
+        let mut next = |rtt: u64, rate: &mut RateController| {
+            ms += 5;
+            packet += 1;
+            let serviced = 100_000.0 * 2f64.powf(packet as f64 / 10.0);
+            rate.on_sample(at(ms), with_rtt(sample(serviced, packet), rtt));
+        };
+        for _ in 0..40 {
+            next(100, &mut rate);
+        }
+        // One receipt 30 ms late (a scheduler's hiccup): still start-up.
+        next(130, &mut rate);
+        next(100, &mut rate);
+        assert_eq!(rate.mode, RateMode::Startup);
+        // Every receipt 30 ms late for a few receipts: a queue ends it
+        // (and the drain, with nothing in flight in these samples, at once).
+        for _ in 0..8 {
+            next(130, &mut rate);
+        }
+        assert_ne!(rate.mode, RateMode::Startup);
     }
 
     #[test]
