@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// Most ranges a receipt lists.
-pub(crate) const RECEIPT_MAX_RANGES: usize = 160;
+pub(crate) const RECEIPT_MAX_RANGES: usize = 500;
 /// Most abandoned ranges a receipt lists.
 pub(crate) const RECEIPT_MAX_ABANDONED: usize = 24;
 /// Most FEC needs a receipt lists.
@@ -421,6 +421,7 @@ mod tests {
     #[test]
     fn what_receipts_list_is_what_the_parser_takes() {
         assert_eq!(RECEIPT_MAX_NEEDS, crate::wire::frame::MAX_NEEDS);
+        const { assert!(RECEIPT_MAX_RANGES <= crate::wire::frame::MAX_LIST) };
         assert!(crate::delivery::fec::MAX_WINDOW as u64 <= crate::wire::frame::MAX_NEEDED);
     }
 
