@@ -30,6 +30,9 @@ pub(crate) enum Timer {
     /// The oldest unresolved source has gone a probe timeout without
     /// news: fresh repair.
     Probe,
+    /// Nothing was queued behind the last reliable source for a moment:
+    /// repair covers its tail before any receipt could ask.
+    TailCover,
     /// A deadline segment in flight reaches its deadline: abandon it.
     MemberExpiry,
     /// A queued deadline segment reaches its deadline: drop it.
@@ -42,7 +45,7 @@ pub(crate) enum Timer {
 
 impl Timer {
     /// Every timer.
-    pub(crate) const ALL: [Timer; 11] = [
+    pub(crate) const ALL: [Timer; 12] = [
         Timer::Pace,
         Timer::ReceiptAck,
         Timer::ReceiptFlood,
@@ -50,6 +53,7 @@ impl Timer {
         Timer::Confirm,
         Timer::Keepalive,
         Timer::Probe,
+        Timer::TailCover,
         Timer::MemberExpiry,
         Timer::QueueExpiry,
         Timer::KeyRetire,
@@ -139,6 +143,7 @@ impl DataPlane {
             }
             Timer::Keepalive => Some(self.last_sent_at + self.config.keepalive_interval),
             Timer::Probe => self.window.next_probe(self.probe_timeout()),
+            Timer::TailCover => self.window.next_tail_cover(),
             Timer::MemberExpiry => self.window.next_expiry(),
             Timer::QueueExpiry => self.queue.next_expiry(),
             Timer::KeyRetire => self.keys.next_retirement(),

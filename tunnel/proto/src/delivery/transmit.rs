@@ -34,6 +34,7 @@ impl DataPlane {
             loss: self.outbound_loss(),
             tail: self.queue.reliable_is_empty(),
             one_way: self.rate.measured_min_rtt().map(|rtt| rtt / 2),
+            reverse_loss: self.loss_meter.estimate(),
         }
     }
 

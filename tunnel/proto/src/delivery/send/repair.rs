@@ -17,6 +17,10 @@ pub(crate) struct RepairContext {
     /// Estimated one-way delay to the peer (half the least round trip),
     /// once measured.
     pub one_way: Option<std::time::Duration>,
+    /// Loss measured on the peer's packets to us, if any: paths are often
+    /// symmetric, and early in a session it is measured over more packets
+    /// than the peer's first reports of ours.
+    pub reverse_loss: Option<f64>,
 }
 
 impl RepairContext {
@@ -110,6 +114,53 @@ pub(crate) fn proactive_rate(
     }
 }
 
+/// Most sources a tail cover protects: a message (a request, a reply, a
+/// handshake), not the end of a bulk burst, which the proactive rate and
+/// the receipts behind it already serve.
+pub(crate) const TAIL_BURST_MAX: usize = 16;
+
+/// Probability a source of a covered tail is left for the probe timeout
+/// (lost, and not recoverable from the rest of the tail and its cover).
+const TAIL_RESIDUAL: f64 = 2e-3;
+
+/// Loss assumed for a tail cover before any is measured.
+const TAIL_UNMEASURED_LOSS: f64 = 0.1;
+
+/// How long the send queue must stay empty after a reliable source before
+/// its tail is covered: an eighth of the round trip, within 1..=20 ms (a
+/// stream that goes on within it needs no cover; a cover that comes later
+/// delays a lost tail by that much, against a probe timeout of two round
+/// trips).
+pub(crate) fn tail_cover_delay(context: RepairContext) -> std::time::Duration {
+    use std::time::Duration;
+    context.one_way.map_or(Duration::from_millis(5), |one_way| {
+        (one_way / 4).clamp(Duration::from_millis(1), Duration::from_millis(20))
+    })
+}
+
+/// Repair symbols that cover the tail of a reliable exchange: `burst`
+/// sources went out within the last round trip and nothing follows them,
+/// so a lost one shows to no receipt and waits for the probe timeout (two
+/// round trips) — the p99 of a short exchange. Enough that each is lost
+/// for good with probability at most [`TAIL_RESIDUAL`] under an upper
+/// estimate of the loss, at most `2 × burst + 2`; none past
+/// [`TAIL_BURST_MAX`].
+pub(crate) fn tail_cover(context: RepairContext, burst: usize) -> u32 {
+    if burst == 0 || burst > TAIL_BURST_MAX {
+        return 0;
+    }
+    // Either direction's measurement: a cover costs a message a few
+    // packets, a miss costs it two round trips.
+    let measured = match (context.loss, context.reverse_loss) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0).max(b.unwrap_or(0.0))),
+    };
+    let p = measured
+        .map_or(TAIL_UNMEASURED_LOSS, |p| p * 1.1 + 0.001)
+        .min(LOSS_HARD_CAP);
+    repairs_for_source_residual(burst, p, TAIL_RESIDUAL, 2 * burst + 2) as u32
+}
+
 /// How many recent sequence numbers a proactive repair of `kind` reaches
 /// back: a few repair intervals, so that every source is covered by
 /// several repairs, within one window.
@@ -172,12 +223,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_is_covered_by_the_loss_and_a_bulk_burst_is_not() {
+        let at = |loss: Option<f64>| RepairContext {
+            loss,
+            tail: true,
+            one_way: Some(std::time::Duration::from_millis(25)),
+            reverse_loss: None,
+        };
+        // A clean path needs no cover; one lost packet in a hundred does.
+        assert_eq!(tail_cover(at(Some(0.0)), 1), 0);
+        assert_eq!(tail_cover(at(Some(0.01)), 1), 1);
+        // 10 %: one repair leaves ~1.2 % of single-packet tails waiting.
+        assert_eq!(tail_cover(at(Some(0.1)), 1), 2);
+        assert!(tail_cover(at(Some(0.1)), 8) > tail_cover(at(Some(0.1)), 1));
+        assert!(tail_cover(at(None), 1) >= 1, "unmeasured loss is not zero");
+        let reverse = RepairContext {
+            reverse_loss: Some(0.1),
+            ..at(Some(0.0))
+        };
+        assert_eq!(tail_cover(reverse, 1), 2, "the worse direction counts");
+        assert_eq!(tail_cover(at(Some(0.5)), 1), 4, "bounded: 2 × burst + 2");
+        assert_eq!(tail_cover(at(Some(0.1)), TAIL_BURST_MAX + 1), 0);
+        assert_eq!(tail_cover(at(Some(0.1)), 0), 0);
+        assert_eq!(
+            tail_cover_delay(at(None)),
+            std::time::Duration::from_millis(6) + std::time::Duration::from_micros(250)
+        );
+    }
+
+    #[test]
     fn rates_follow_the_loss_and_the_kind() {
         let config = DataPlaneConfig::default();
         let at = |loss: f64| RepairContext {
             loss: Some(loss),
             tail: false,
             one_way: None,
+            reverse_loss: None,
         };
         let expected = 0.1 / 0.9;
         let stream = proactive_rate(&config, at(0.1), SourceKind::Stream);

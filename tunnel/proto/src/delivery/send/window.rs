@@ -72,6 +72,12 @@ pub(crate) struct TxWindow {
     /// The latest receipt reported everything below this either received
     /// or missing: unresolved sources below it are holes.
     receipt_high: u64,
+    /// When the tail of the reliable sources sent last gets its cover
+    /// ([`repair::tail_cover`]), if nothing is queued behind them.
+    tail_cover_at: Option<Timestamp>,
+    /// Proactive repairs of reliable kinds written since the last source
+    /// (a tail cover counts them as already sent).
+    repairs_since_source: u32,
 }
 
 impl TxWindow {
@@ -85,6 +91,8 @@ impl TxWindow {
             reactive: Vec::new(),
             reactive_gate: 0,
             receipt_high: 0,
+            tail_cover_at: None,
+            repairs_since_source: 0,
         }
     }
 
@@ -156,6 +164,10 @@ impl TxWindow {
                 repair_packet: 0,
             },
         );
+        if kind != SourceKind::Deadline {
+            self.repairs_since_source = 0;
+            self.tail_cover_at = (!more_queued).then(|| now + repair::tail_cover_delay(context));
+        }
         let credit = &mut self.credit[kind.index()];
         *credit += repair::proactive_rate(config, context, kind);
         if !more_queued && *credit > 0.05 && kind != SourceKind::Deadline {
@@ -322,6 +334,9 @@ impl TxWindow {
         let span = repair::proactive_span(context, kind);
         let seqs = self.recent_window(kind, span, now, context.one_way, outgoing);
         if self.write_repair(now, packet_number, &seqs, out) {
+            if kind != SourceKind::Deadline {
+                self.repairs_since_source += 1;
+            }
             return Some(RepairSent::Proactive);
         }
         self.credit[kind.index()] = 0.0;
@@ -413,6 +428,10 @@ impl TxWindow {
                 outgoing.abandon(seq);
             }
         }
+        if self.tail_cover_at.is_some_and(|at| at <= now) {
+            self.tail_cover_at = None;
+            self.cover_tail(now, outgoing, context);
+        }
         if self.has_pending_repair() {
             return;
         }
@@ -428,6 +447,38 @@ impl TxWindow {
         self.receipt_high = self.receipt_high.max(self.next_seq);
         let count = config.reactive_repair_count(1, context.loss_factor(), context.tail);
         self.reactive = vec![(oldest, count)];
+    }
+
+    /// The queue stayed empty after the last reliable source: owe the
+    /// repair its tail needs ([`repair::tail_cover`]) over the sources sent
+    /// within the last round trip, less what already went out after it.
+    fn cover_tail(&mut self, now: Timestamp, outgoing: &OutgoingRecord, context: RepairContext) {
+        let round_trip = context
+            .one_way
+            .map_or(Duration::from_millis(100), |one_way| one_way * 2);
+        let mut kind = None;
+        let mut burst = 0;
+        for (&seq, source) in self.sources.iter().rev() {
+            if source.kind == SourceKind::Deadline || outgoing.is_resolved(seq) {
+                continue;
+            }
+            if now - source.last_sent_at > round_trip || burst > repair::TAIL_BURST_MAX {
+                break;
+            }
+            kind.get_or_insert(source.kind);
+            burst += 1;
+        }
+        let Some(kind) = kind else {
+            return;
+        };
+        let owed = repair::tail_cover(context, burst).saturating_sub(self.repairs_since_source);
+        let credit = &mut self.credit[kind.index()];
+        *credit = credit.max(0.0) + owed as f64;
+    }
+
+    /// When the tail cover is due, if a reliable tail waits for one.
+    pub(crate) fn next_tail_cover(&self) -> Option<Timestamp> {
+        self.tail_cover_at
     }
 
     /// When the probe timer fires: the oldest live unresolved source's
@@ -458,6 +509,7 @@ mod tests {
             loss: None,
             tail: false,
             one_way: None,
+            reverse_loss: None,
         }
     }
 
@@ -520,6 +572,73 @@ mod tests {
             Frame::Repair { first, .. } => Some(*first),
             _ => None,
         }
+    }
+
+    fn ms(ms: u64) -> Timestamp {
+        Timestamp::from_duration(Duration::from_millis(ms))
+    }
+
+    /// Sends `count` stream sources at `at`, the last with nothing queued
+    /// behind it; returns the repairs owed when the tail cover is due.
+    fn repairs_owed_for_a_tail(count: u64, loss: f64) -> u32 {
+        let config = DataPlaneConfig::default();
+        let context = RepairContext {
+            loss: Some(loss),
+            one_way: Some(Duration::from_millis(25)),
+            ..context()
+        };
+        let mut window = TxWindow::new();
+        let mut outgoing = OutgoingRecord::default();
+        let mut out = Vec::new();
+        for flow_seq in 0..count {
+            let more = flow_seq + 1 < count;
+            window.add_source(
+                ms(0),
+                stream_segment(flow_seq),
+                &config,
+                context,
+                more,
+                &mut out,
+            );
+        }
+        window.credit = [0.0; 3];
+        let Some(due) = window.next_tail_cover() else {
+            return 0;
+        };
+        assert!(due > ms(0), "a moment's wait for more data");
+        window.on_timeout(due, Duration::from_secs(1), &mut outgoing, &config, context);
+        assert_eq!(window.next_tail_cover(), None, "one cover per tail");
+        window.credit[SourceKind::Stream.index()].floor() as u32
+    }
+
+    #[test]
+    fn a_short_exchange_gets_its_tail_covered_and_a_bulk_burst_does_not() {
+        assert_eq!(repairs_owed_for_a_tail(1, 0.1), 2);
+        assert!(repairs_owed_for_a_tail(4, 0.1) >= 2);
+        assert_eq!(repairs_owed_for_a_tail(1, 0.0), 0, "a clean path");
+        assert_eq!(
+            repairs_owed_for_a_tail(repair::TAIL_BURST_MAX as u64 + 4, 0.1),
+            0,
+            "a bulk burst is left to the proactive rate and the receipts"
+        );
+    }
+
+    #[test]
+    fn more_data_behind_a_source_leaves_no_tail_to_cover() {
+        let config = DataPlaneConfig::default();
+        let mut window = TxWindow::new();
+        let mut out = Vec::new();
+        window.add_source(
+            ms(0),
+            stream_segment(0),
+            &config,
+            context(),
+            false,
+            &mut out,
+        );
+        assert!(window.next_tail_cover().is_some());
+        window.add_source(ms(1), stream_segment(1), &config, context(), true, &mut out);
+        assert_eq!(window.next_tail_cover(), None);
     }
 
     #[test]
