@@ -177,7 +177,7 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
             sim.run_until(Timestamp::from_duration(Duration::from_millis(200 * step)));
             let s = sim.node::<DataPlaneNode>(a).plane.stats();
             eprintln!(
-                "t={:.1} sent={} pacing={} btl={} rtt={:?} loss_out={:.2} reactive={} proactive={} delivered={}",
+                "t={:.1} sent={} pacing={} btl={} rtt={:?} loss_out={:.2} reactive={} proactive={} delivered={} received={} recovered={} queue_drops={}",
                 sim.now().since_origin().as_secs_f64(),
                 s.datagrams_sent,
                 s.pacing_rate_bits_per_second,
@@ -186,7 +186,10 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
                 s.loss_outbound,
                 s.reactive_repairs_sent,
                 s.proactive_repairs_sent,
-                sim.node::<DataPlaneNode>(b).report.reliable_bytes
+                sim.node::<DataPlaneNode>(b).report.reliable_bytes,
+                sim.node::<DataPlaneNode>(b).plane.stats().datagrams_received,
+                sim.node::<DataPlaneNode>(b).plane.stats().fec_recovered,
+                sim.link_stats(forward).dropped_by_queue,
             );
         }
     }
