@@ -805,11 +805,7 @@ mod tests {
 
     #[test]
     fn failed_cells_print_failed_and_the_reason() {
-        let spec = PathSpec {
-            loss_pct: 10.0,
-            rtt_ms: 100.0,
-            rate_mbit: Some(20.0),
-        };
+        let spec = path_at(10.0, 100.0);
         let row = CompareRow::failed(System::Kcptun, &spec, 10, "no kcptun".into());
         assert_eq!(
             row.line(),
@@ -837,11 +833,7 @@ mod tests {
 
     #[test]
     fn a_repeated_cell_prints_its_median_and_spread() {
-        let spec = PathSpec {
-            loss_pct: 10.0,
-            rtt_ms: 100.0,
-            rate_mbit: Some(20.0),
-        };
+        let spec = path_at(10.0, 100.0);
         let mut rows = Vec::new();
         for (run, g) in [(1, Some(9.0)), (2, None), (3, Some(11.0))] {
             let mut r = CompareRow::failed(System::TgpCubic, &spec, 10, "tunnel not up".into());
@@ -867,6 +859,15 @@ mod tests {
     }
 
     /// A run of `system` that measured, with no figures yet.
+    /// A 20 Mbit/s path at `loss_pct` and `rtt_ms`.
+    fn path_at(loss_pct: f64, rtt_ms: f64) -> PathSpec {
+        PathSpec {
+            loss_pct,
+            rtt_ms,
+            rate_mbit: Some(20.0),
+        }
+    }
+
     fn measured(system: System, spec: &PathSpec, secs: u64) -> CompareRow {
         let mut r = CompareRow::failed(system, spec, secs, String::new());
         r.status = "ok".into();
@@ -876,11 +877,7 @@ mod tests {
 
     #[test]
     fn a_tgp_cell_prints_its_added_delay() {
-        let spec = PathSpec {
-            loss_pct: 1.0,
-            rtt_ms: 100.0,
-            rate_mbit: Some(20.0),
-        };
+        let spec = path_at(1.0, 100.0);
         let mut r = measured(System::TgpSplitCubic, &spec, 10);
         r.goodput_mbit = Some(15.0);
         r.wire_per_goodput = Some(1.1);
@@ -900,11 +897,7 @@ mod tests {
 
     #[test]
     fn a_run_that_delivered_nothing_still_prints_its_cpu_per_gb() {
-        let spec = PathSpec {
-            loss_pct: 10.0,
-            rtt_ms: 50.0,
-            rate_mbit: Some(20.0),
-        };
+        let spec = path_at(10.0, 50.0);
         let mut r = measured(System::WireguardGo, &spec, 3);
         r.goodput_mbit = Some(0.0);
         r.delivered_bytes = Some(0);
