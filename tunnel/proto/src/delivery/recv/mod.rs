@@ -29,6 +29,10 @@ pub(crate) mod reorder;
 use super::fec::{self, RepairOutcome, RepairWindow, WindowDecoder};
 use super::ranges::RangeSet;
 use super::receipt::{DirectionRecord, ReceiptInput, RECEIPT_MAX_NEEDS};
+
+/// Most spans of holes a receipt's needs are worked out over (the oldest
+/// first; a receipt lists at most [`RECEIPT_MAX_NEEDS`] of them).
+const SPANS_COUNTED: usize = 4 * RECEIPT_MAX_NEEDS;
 use super::stats::DataPlaneStats;
 use super::FlowId;
 use crate::class::DeliveryClass;
@@ -173,40 +177,40 @@ impl Receiver {
 
     /// What decoding lacks, per span of holes (missing numbers within one
     /// repair window of each other, oldest first): the span's first hole
-    /// and the equations it still needs (its holes less the equations held
-    /// for it).
+    /// and the equations it still needs.
+    ///
+    /// The count is the rank deficit of the whole system up to each span
+    /// (its holes and every older span's, less the equations held over
+    /// them alone), of which each span asks for the part the older spans
+    /// did not. An equation that straddles two spans (a proactive repair
+    /// over the end of one and the start of the next) so counts once, for
+    /// the later span: it determines the later span's hole once the older
+    /// span is solved, which in-order delivery waits for anyway. Counting
+    /// only the equations confined to each span asked for it twice (a
+    /// surplus repair per straddling equation: `sim reliable` at 50 % loss
+    /// spent 2.31 wire bytes per byte where the exact count spends less).
+    /// The deficit of a prefix may fall where a later span holds more
+    /// equations than holes (their surplus reaches back through
+    /// straddlers), so each span asks for the least deficit of any prefix
+    /// that contains it, less what the older spans asked.
     fn needs(&self) -> Vec<(u64, u64)> {
         let end = self.known_end();
-        let mut needs = Vec::new();
-        let mut span: Option<(u64, u64)> = None; // (first hole, holes)
-        let close = |span: (u64, u64), needs: &mut Vec<(u64, u64)>| {
-            let rows = self
-                .decoder
-                .rows_confined_to(span.0..span.0.saturating_add(fec::MAX_WINDOW as u64))
-                as u64;
-            if span.1 > rows {
-                needs.push((span.0, span.1 - rows));
-            }
-        };
+        // (first hole, holes) of each span, oldest first.
+        let mut spans: Vec<(u64, u64)> = Vec::new();
         let mut at = self.cumulative;
-        for resolved in self
+        'walk: for resolved in self
             .resolved
             .iter_from(self.cumulative)
             .chain(std::iter::once(end..end))
         {
             for hole in at..resolved.start.min(end) {
-                match span {
-                    Some((first, holes)) if hole - first < fec::MAX_WINDOW as u64 => {
-                        span = Some((first, holes + 1));
-                    }
+                match spans.last_mut() {
+                    Some((first, holes)) if hole - *first < fec::MAX_WINDOW as u64 => *holes += 1,
                     _ => {
-                        if let Some(done) = span.take() {
-                            close(done, &mut needs);
-                            if needs.len() >= RECEIPT_MAX_NEEDS {
-                                return needs;
-                            }
+                        if spans.len() >= SPANS_COUNTED {
+                            break 'walk;
                         }
-                        span = Some((hole, 1));
+                        spans.push((hole, 1));
                     }
                 }
             }
@@ -215,10 +219,38 @@ impl Receiver {
                 break;
             }
         }
-        if let Some(done) = span {
-            close(done, &mut needs);
+        // The rank deficit of each prefix of spans.
+        let mut holes_below = 0u64;
+        let deficits: Vec<u64> = spans
+            .iter()
+            .map(|&(first, holes)| {
+                holes_below += holes;
+                let span_end = first.saturating_add(fec::MAX_WINDOW as u64);
+                let rows = self.decoder.rows_confined_to(self.cumulative..span_end) as u64;
+                holes_below.saturating_sub(rows)
+            })
+            .collect();
+        let mut least_after = u64::MAX;
+        let mut least: Vec<u64> = deficits
+            .iter()
+            .rev()
+            .map(|&deficit| {
+                least_after = least_after.min(deficit);
+                least_after
+            })
+            .collect();
+        least.reverse();
+        let mut asked = 0u64;
+        let mut needs = Vec::new();
+        for (&(first, _), &deficit) in spans.iter().zip(&least) {
+            if deficit > asked {
+                needs.push((first, deficit - asked));
+                asked = deficit;
+                if needs.len() >= RECEIPT_MAX_NEEDS {
+                    break;
+                }
+            }
         }
-        needs.truncate(RECEIPT_MAX_NEEDS);
         needs
     }
 
@@ -516,6 +548,59 @@ mod tests {
         std::iter::from_fn(|| receiver.poll_delivery())
             .map(|d| (d.flow, d.segment))
             .collect()
+    }
+
+    /// Repair over `seqs` of the reliable symbols `reliable(0, seq, [seq])`.
+    fn repair_over(seqs: &[u64], id: u64) -> (fec::RepairWindow, Vec<u8>) {
+        let shards: Vec<Vec<u8>> = seqs
+            .iter()
+            .map(|&seq| fec::source_shard(&reliable(0, seq, &[seq as u8])))
+            .collect();
+        let sources: Vec<(u64, &[u8])> = seqs
+            .iter()
+            .zip(&shards)
+            .map(|(&s, shard)| (s, shard.as_slice()))
+            .collect();
+        (
+            fec::RepairWindow::from_seqs(seqs).unwrap(),
+            fec::encode_repair(id, &sources),
+        )
+    }
+
+    #[test]
+    fn an_equation_over_two_spans_of_holes_is_counted_once() {
+        let mut receiver = Receiver::default();
+        let mut stats = DataPlaneStats::default();
+        let holes = [10u64, 60, 80, 100];
+        for seq in (0..200u64).filter(|seq| !holes.contains(seq)) {
+            receiver.on_data(
+                Timestamp::ZERO,
+                seq,
+                &reliable(0, seq, &[seq as u8]),
+                &mut stats,
+            );
+        }
+        // Two spans: 10 and 60; then 80 and 100 (more than a window after 10).
+        assert_eq!(receiver.needs(), vec![(10, 2), (80, 2)]);
+        // One equation over 60 and 80 (a proactive repair across the two):
+        // once the first span is solved it determines 80, so the second
+        // span lacks one, not two.
+        let (window, shard) = repair_over(&[60, 80], 1);
+        receiver.on_repair(Timestamp::ZERO, window, 1, &shard, &mut stats);
+        assert_eq!(receiver.needs(), vec![(10, 2), (80, 1)]);
+        // Two equations over the second span solve it, and the straddling
+        // one then determines 60: the first span lacks one.
+        for (id, seqs) in [(2, &[80u64, 100][..]), (3, &[80, 100][..])] {
+            let (window, shard) = repair_over(seqs, id);
+            receiver.on_repair(Timestamp::ZERO, window, id, &shard, &mut stats);
+        }
+        assert_eq!(receiver.needs(), vec![(10, 1)]);
+        // What that says is enough: one more equation over the first span
+        // recovers all four.
+        let (window, shard) = repair_over(&[10, 60], 4);
+        receiver.on_repair(Timestamp::ZERO, window, 4, &shard, &mut stats);
+        assert_eq!(receiver.needs(), vec![]);
+        assert_eq!(drain(&mut receiver).len(), 200);
     }
 
     #[test]
