@@ -324,6 +324,14 @@ pub fn format_status(input: StatusInput<'_>) -> String {
                 data.bytes_delivered,
                 data.fec_recovered,
             );
+            let _ = writeln!(
+                out,
+                "  repair sent: proactive {} fresh {}  redundant in: sources {} repairs {}",
+                data.proactive_repairs_sent,
+                data.reactive_repairs_sent,
+                data.redundant_sources,
+                data.redundant_repairs,
+            );
             if data.added_delay.count() > 0 {
                 let _ = writeln!(
                     out,
