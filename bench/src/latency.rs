@@ -1,6 +1,9 @@
 //! `tgp-bench latency`: short request/response exchanges per system — a new
 //! TCP connection, a 1 KB request, a 1 KB response, close — one after
-//! another; p50/p99/max time per exchange (connect to last response byte).
+//! another; p50/p99/max time per exchange (connect to last response byte),
+//! and the bytes both ends' `eth0` sent per byte of request and response
+//! delivered (`wire_per_goodput`: handshakes, ACKs, receipts, repair and
+//! tail cover included).
 //!
 //! The client (`rr-client`, in NAME-b) and server (`rr-server`, in NAME-a)
 //! are this binary's hidden subcommands; both select the system's congestion
@@ -76,6 +79,14 @@ pub struct LatencyRow {
     pub p99_ms: Option<f64>,
     /// Maximum, ms.
     pub max_ms: Option<f64>,
+    /// Bytes both ends' `eth0` transmitted during the run (absent in
+    /// results recorded before it was counted).
+    #[serde(default)]
+    pub wire_bytes: Option<u64>,
+    /// `wire_bytes` over the request and response bytes of the exchanges
+    /// that completed.
+    #[serde(default)]
+    pub wire_per_goodput: Option<f64>,
     /// Every completed exchange's time, ms (JSON only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub times_ms: Vec<f64>,
@@ -125,6 +136,13 @@ pub const LATENCY_FIGURES: &[Figure<LatencyRow>] = &[
         inf: "timeout",
         get: |r| r.max_ms.unwrap_or(f64::INFINITY),
     },
+    Figure {
+        key: "wire_per_goodput",
+        short: "wire_per_goodput",
+        decimals: 2,
+        inf: "inf",
+        get: |r| r.wire_per_goodput.unwrap_or(f64::INFINITY),
+    },
 ];
 
 /// The summary line's `failed=F/N`: exchanges that did not finish over
@@ -153,6 +171,7 @@ struct CsvRow<'a> {
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     max_ms: Option<f64>,
+    wire_per_goodput: Option<f64>,
 }
 
 fn opt(x: Option<f64>, failed_cell: bool) -> String {
@@ -168,12 +187,17 @@ impl LatencyRow {
     pub fn line(&self) -> String {
         let f = self.status != "ok";
         let mut s = format!(
-            "latency system={} loss={} p50_ms={} p99_ms={} max_ms={} failed={}/{}",
+            "latency system={} loss={} p50_ms={} p99_ms={} max_ms={} wire_per_goodput={} failed={}/{}",
             self.system,
             self.loss_pct,
             opt(self.p50_ms, f),
             opt(self.p99_ms, f),
             opt(self.max_ms, f),
+            match (self.wire_per_goodput, f) {
+                (_, true) => "failed".to_string(),
+                (Some(w), _) => format!("{w:.2}"),
+                (None, _) => "inf".to_string(),
+            },
             self.failed_exchanges,
             self.attempted
         );
@@ -206,6 +230,18 @@ struct ClientReport {
     first_error: Option<String>,
 }
 
+/// `rr-client`'s report with the wire bytes the run cost.
+struct CellReport {
+    client: ClientReport,
+    wire_bytes: u64,
+}
+
+/// Wire bytes per byte of request and response delivered by `completed`
+/// exchanges (None when none completed).
+fn wire_per_exchange_byte(wire_bytes: u64, completed: usize) -> Option<f64> {
+    (completed > 0).then(|| wire_bytes as f64 / (completed as f64 * 2.0 * MSG as f64))
+}
+
 fn cell(
     system: System,
     path: &NetPath,
@@ -227,10 +263,17 @@ fn cell(
         p50_ms: None,
         p99_ms: None,
         max_ms: None,
+        wire_bytes: None,
+        wire_per_goodput: None,
         times_ms: Vec::new(),
     };
     match cell_inner(system, path, ctx, count, tgp) {
-        Ok(rep) => {
+        Ok(CellReport {
+            client: rep,
+            wire_bytes,
+        }) => {
+            row.wire_bytes = Some(wire_bytes);
+            row.wire_per_goodput = wire_per_exchange_byte(wire_bytes, rep.times_ms.len());
             row.attempted = rep.attempted;
             row.failed_exchanges = rep.failed;
             row.p50_ms = percentile(&rep.times_ms, rep.failed, 0.50);
@@ -260,7 +303,7 @@ fn cell_inner(
     ctx: &Ctx,
     count: u32,
     tgp: &TgpOptions,
-) -> Result<ClientReport> {
+) -> Result<CellReport> {
     let mut run = systems::start(system, path, ctx, RR_PORT, tgp)?;
     let me = std::env::current_exe()?.to_string_lossy().into_owned();
     let limit = (count as u64).max(120);
@@ -288,6 +331,7 @@ fn cell_inner(
         bail!("rr-server not listening after 5 s");
     }
     let log = ctx.log("rr-client");
+    let wire0 = path.wire_tx_bytes()?;
     let mut client = Proc::spawn(
         "rr-client",
         &mut ns_cmd(
@@ -308,6 +352,7 @@ fn cell_inner(
         &log,
     )?;
     let (st, _) = client.wait(Duration::from_secs(limit + 30))?;
+    let wire1 = path.wire_tx_bytes()?;
     if !st.success() {
         bail!("rr-client exited {st}: {}", client.log_tail(300));
     }
@@ -318,7 +363,11 @@ fn cell_inner(
         .rev()
         .find(|l| l.starts_with('{'))
         .ok_or_else(|| anyhow!("rr-client printed no report"))?;
-    serde_json::from_str(line).context("rr-client report")
+    let client = serde_json::from_str(line).context("rr-client report")?;
+    Ok(CellReport {
+        client,
+        wire_bytes: wire1.saturating_sub(wire0),
+    })
 }
 
 struct LatencyScenario<'a, F> {
@@ -353,6 +402,8 @@ impl<F: FnMut(&LatencyRow)> Scenario for LatencyScenario<'_, F> {
             p50_ms: None,
             p99_ms: None,
             max_ms: None,
+            wire_bytes: None,
+            wire_per_goodput: None,
             times_ms: Vec::new(),
         }
     }
@@ -368,7 +419,7 @@ impl<F: FnMut(&LatencyRow)> Scenario for LatencyScenario<'_, F> {
 }
 
 /// What the JSON says is counted.
-pub const COUNTING: &str = "time from connect() to the last byte of the 1 KB response, new TCP connection per exchange, one at a time; an exchange over 10 s is failed and counts as infinitely slow in the percentiles";
+pub const COUNTING: &str = "time from connect() to the last byte of the 1 KB response, new TCP connection per exchange, one at a time; an exchange over 10 s is failed and counts as infinitely slow in the percentiles; wire_per_goodput: bytes both ends' eth0 sent during the run (Ethernet frames, both directions, before the impairer drops any) over 2 KB per completed exchange";
 
 /// The per-run CSV rows (without the exchange times).
 fn csv_rows(rows: &[LatencyRow]) -> Vec<CsvRow<'_>> {
@@ -385,6 +436,7 @@ fn csv_rows(rows: &[LatencyRow]) -> Vec<CsvRow<'_>> {
             p50_ms: r.p50_ms,
             p99_ms: r.p99_ms,
             max_ms: r.max_ms,
+            wire_per_goodput: r.wire_per_goodput,
         })
         .collect()
 }
@@ -615,5 +667,12 @@ mod tests {
         assert_eq!(percentile(&times, 2, 0.99), None);
         assert_eq!(percentile(&times, 0, 1.0), Some(98.0));
         assert_eq!(percentile(&[], 0, 0.5), None);
+    }
+
+    #[test]
+    fn wire_is_counted_against_the_exchanges_that_completed() {
+        // Four exchanges of 2 KB each; 16 KB on the wire is 2 bytes per byte.
+        assert_eq!(wire_per_exchange_byte(16 * 1024, 4), Some(2.0));
+        assert_eq!(wire_per_exchange_byte(16 * 1024, 0), None);
     }
 }

@@ -495,7 +495,8 @@ fn latency_table(md: &mut String, f: &ResultsFile<LatencyRow>) {
         md,
         "latency, {rtt} ms round trip, {count} exchanges per run, {}. p50 / p99 / max ms per \
          exchange (medians over the runs; `timeout`: the percentile fell on an exchange over \
-         10 s), then the p99's smallest and largest run, and the exchanges over 10 s of all runs.\n",
+         10 s), then the p99's smallest and largest run, the wire bytes per request and response \
+         byte (median; where recorded), and the exchanges over 10 s of all runs.\n",
         runs_phrase(&cells)
     );
     let _ = writeln!(md, "| loss % | {} |", systems.join(" | "));
@@ -512,6 +513,11 @@ fn latency_table(md: &mut String, f: &ResultsFile<LatencyRow>) {
                         value(c.get(fig.key).map(|x| x.median), 0, fig.inf)
                     };
                     let mut t = format!("{} / {} / {}", med(0), med(1), med(2));
+                    if let Some(wire) = c.get("wire_per_goodput").map(|x| x.median) {
+                        if wire.is_finite() {
+                            t.push_str(&format!(", wire {wire:.2}"));
+                        }
+                    }
                     if c.runs - c.failed_runs > 1 {
                         let p99 = c.get("p99_ms");
                         t.push_str(&format!(
