@@ -251,6 +251,33 @@ impl WindowDecoder {
             .count()
     }
 
+    /// For each of `ends` (ascending), how many equations from `from` on
+    /// involve unknowns below that end only: [`Self::rows_confined_to`]
+    /// for every prefix `from..end` at once, in one pass over the rows.
+    pub fn rows_confined_below_each(&self, from: u64, ends: &[u64]) -> Vec<usize> {
+        let mut counts = vec![0usize; ends.len()];
+        let Some(&last_end) = ends.last() else {
+            return counts;
+        };
+        if from >= last_end {
+            return counts;
+        }
+        for row in self.rows.range(from..last_end).map(|(_, row)| row) {
+            let Some(&last) = row.coeffs.keys().next_back() else {
+                continue;
+            };
+            // The first prefix whose end lies past the row's last unknown.
+            let first = ends.partition_point(|&end| end <= last);
+            if let Some(count) = counts.get_mut(first) {
+                *count += 1;
+            }
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        counts
+    }
+
     /// The lowest sequence number whose source is kept (a repair covering
     /// an older source the receiver already has cannot be used: the
     /// receiver checks that).
@@ -560,6 +587,13 @@ mod tests {
         assert_eq!(decoder.rows_confined_to(100..110), 0);
         let (high, low) = (120, 100);
         assert_eq!(decoder.rows_confined_to(high..low), 0);
+        // Every prefix at once: the same counts.
+        assert_eq!(
+            decoder.rows_confined_below_each(100, &[142, 151, 174]),
+            vec![0, 1, 1]
+        );
+        assert_eq!(decoder.rows_confined_below_each(151, &[174]), vec![0]);
+        assert!(decoder.rows_confined_below_each(100, &[]).is_empty());
         // A repair over 110 alone determines it, and then 150.
         let (window, repair) = repair_over(&[110], 3, 30);
         let _ = decoder.add_repair(window, 3, &repair);

@@ -220,14 +220,20 @@ impl Receiver {
             }
         }
         // The rank deficit of each prefix of spans.
+        let ends: Vec<u64> = spans
+            .iter()
+            .map(|&(first, _)| first.saturating_add(fec::MAX_WINDOW as u64))
+            .collect();
+        let rows = self
+            .decoder
+            .rows_confined_below_each(self.cumulative, &ends);
         let mut holes_below = 0u64;
         let deficits: Vec<u64> = spans
             .iter()
-            .map(|&(first, holes)| {
+            .zip(&rows)
+            .map(|(&(_, holes), &rows)| {
                 holes_below += holes;
-                let span_end = first.saturating_add(fec::MAX_WINDOW as u64);
-                let rows = self.decoder.rows_confined_to(self.cumulative..span_end) as u64;
-                holes_below.saturating_sub(rows)
+                holes_below.saturating_sub(rows as u64)
             })
             .collect();
         let mut least_after = u64::MAX;
