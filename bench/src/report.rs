@@ -513,11 +513,6 @@ fn latency_table(md: &mut String, f: &ResultsFile<LatencyRow>) {
                         value(c.get(fig.key).map(|x| x.median), 0, fig.inf)
                     };
                     let mut t = format!("{} / {} / {}", med(0), med(1), med(2));
-                    if let Some(wire) = c.get("wire_per_goodput").map(|x| x.median) {
-                        if wire.is_finite() {
-                            t.push_str(&format!(", wire {wire:.2}"));
-                        }
-                    }
                     if c.runs - c.failed_runs > 1 {
                         let p99 = c.get("p99_ms");
                         t.push_str(&format!(
@@ -525,6 +520,11 @@ fn latency_table(md: &mut String, f: &ResultsFile<LatencyRow>) {
                             value(p99.map(|x| x.min), 0, "timeout"),
                             value(p99.map(|x| x.max), 0, "timeout")
                         ));
+                    }
+                    if let Some(wire) = c.get("wire_per_goodput").map(|x| x.median) {
+                        if wire.is_finite() {
+                            t.push_str(&format!(", wire {wire:.2}"));
+                        }
                     }
                     let rows: Vec<&LatencyRow> = f
                         .rows
