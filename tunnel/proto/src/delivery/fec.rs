@@ -237,18 +237,7 @@ impl WindowDecoder {
     /// receiver counts rows over each prefix of its spans, so a straddling
     /// row counts for the later span.
     pub fn rows_confined_to(&self, range: std::ops::Range<u64>) -> usize {
-        if range.start >= range.end {
-            return 0;
-        }
-        self.rows
-            .range(range.clone())
-            .filter(|(_, row)| {
-                row.coeffs
-                    .keys()
-                    .next_back()
-                    .is_some_and(|&last| last < range.end)
-            })
-            .count()
+        self.rows_confined_below_each(range.start, &[range.end])[0]
     }
 
     /// For each of `ends` (ascending), how many equations from `from` on

@@ -29,10 +29,6 @@ pub(crate) mod reorder;
 use super::fec::{self, RepairOutcome, RepairWindow, WindowDecoder};
 use super::ranges::RangeSet;
 use super::receipt::{DirectionRecord, ReceiptInput, RECEIPT_MAX_NEEDS};
-
-/// Most spans of holes a receipt's needs are worked out over (the oldest
-/// first; a receipt lists at most [`RECEIPT_MAX_NEEDS`] of them).
-const SPANS_COUNTED: usize = 4 * RECEIPT_MAX_NEEDS;
 use super::stats::DataPlaneStats;
 use super::FlowId;
 use crate::class::DeliveryClass;
@@ -53,6 +49,9 @@ pub(crate) const RECEIVE_WINDOW: u64 = 1 << 18;
 /// the default `max_unresolved_segments` (an honest sender stays within
 /// that of the receiver's cumulative point).
 pub(crate) const RELIABLE_WINDOW: u64 = 1 << 15;
+/// Most spans of holes a receipt's needs are worked out over (the oldest
+/// first; a receipt lists at most [`RECEIPT_MAX_NEEDS`] of them).
+const SPANS_COUNTED: usize = 4 * RECEIPT_MAX_NEEDS;
 
 /// A segment handed to the caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
