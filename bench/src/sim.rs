@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tgp_proto::delivery::{DataPlane, DataPlaneConfig};
 use tgp_proto::{SessionKeys, Timestamp};
 use tgp_sim::data_plane::{BulkSource, DataPlaneNode, PeriodicSource};
-use tgp_sim::{LinkConfig, Simulation};
+use tgp_sim::{LinkConfig, NodeId, Simulation, WakeLateness};
 
 /// Options of the `sim` subcommand.
 #[derive(clap::Args, Debug)]
@@ -57,6 +57,11 @@ pub struct SimArgs {
     /// line shows the run with the median capacity fraction.
     #[arg(long, default_value_t = 5)]
     pub tcp_runs: u64,
+    /// Timers of the tunnel's nodes fire exactly. By default they fire as a
+    /// daemon's do on a busy host (`WakeLateness::busy_host`: 1 ms ticks,
+    /// one wake-up in five up to 5 ms later still).
+    #[arg(long)]
+    pub exact_timers: bool,
     /// Turn HyStart off in the TCP model (like
     /// /sys/module/tcp_cubic/parameters/hystart = 0).
     #[arg(long)]
@@ -66,6 +71,16 @@ pub struct SimArgs {
 pub(crate) const LINK_BITS_PER_SECOND: u64 = 20_000_000;
 /// Bottleneck queue: 40 ms at the link rate.
 const QUEUE_BYTES: usize = 100_000;
+
+/// Gives the tunnel's nodes `ids` a daemon's timers (see
+/// [`SimArgs::exact_timers`]).
+pub(crate) fn daemon_timers(sim: &mut Simulation, args: &SimArgs, ids: &[NodeId]) {
+    if !args.exact_timers {
+        for &id in ids {
+            sim.set_wake_lateness(id, WakeLateness::busy_host());
+        }
+    }
+}
 
 pub(crate) fn keys() -> (SessionKeys, SessionKeys) {
     SessionKeys::pair([0x11; 32], [0x22; 32], 0x7470_0001)
@@ -164,6 +179,7 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
     let receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
     let a = sim.add_node(addr(1), sender);
     let b = sim.add_node(addr(2), receiver);
+    daemon_timers(&mut sim, args, &[a, b]);
     let one_way = Duration::from_millis(args.rtt / 2);
     let (forward, _) = sim.connect(a, b, link(one_way, loss), link(one_way, loss));
     // Generous limit: ten times the time at the physical limit, plus a minute.
@@ -249,6 +265,7 @@ fn deadline(args: &SimArgs, loss: f64) -> (f64, f64) {
     let receiver = DataPlaneNode::new(DataPlane::new(Timestamp::ZERO, kb, config), addr(1));
     let a = sim.add_node(addr(1), sender);
     let b = sim.add_node(addr(2), receiver);
+    daemon_timers(&mut sim, args, &[a, b]);
     let one_way = Duration::from_millis(20);
     sim.connect(a, b, link(one_way, loss), link(one_way, loss));
     sim.run_until(Timestamp::from_duration(Duration::from_secs(
@@ -298,6 +315,7 @@ fn share(args: &SimArgs, with_tgp: bool) -> (f64, f64) {
     let reno_receiver = RenoReceiver::new(addr(3));
     let a = sim.add_node(addr(1), tgp_sender);
     let b = sim.add_node(addr(2), tgp_receiver);
+    daemon_timers(&mut sim, args, &[a, b]);
     let c = sim.add_node(addr(3), reno_sender);
     let d = sim.add_node(addr(4), reno_receiver);
     let one_way = Duration::from_millis(50);

@@ -253,6 +253,7 @@ fn tcp_cubic(args: &SimArgs, seed: u64, loss: f64) -> anyhow::Result<TunnelResul
     );
     let a = sim.add_node(addr(1), sender);
     let b = sim.add_node(addr(2), receiver);
+    crate::sim::daemon_timers(&mut sim, args, &[a, b]);
     sim.connect(a, b, link(one_way, loss), link(one_way, loss));
     let mut plane_trace = String::new();
     let end = Duration::from_secs(seconds);
@@ -440,6 +441,7 @@ fn share_cubic(args: &SimArgs, with_tgp: bool) -> (f64, f64) {
         DirectTcpNode::new(TcpEndpoint::Receiver(Receiver::new(tcp)), addr(3), one_way);
     let a = sim.add_node(addr(1), tgp_sender);
     let b = sim.add_node(addr(2), tgp_receiver);
+    crate::sim::daemon_timers(&mut sim, args, &[a, b]);
     let c = sim.add_node(addr(3), cubic_sender);
     let d = sim.add_node(addr(4), cubic_receiver);
     let bottleneck = sim.add_link(link(one_way, 0.0));

@@ -15,6 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tgp_adapters::DropCounters;
+use tgp_proto::delivery::DelayHistogram;
 use tgp_proto::endpoint::{Endpoint, SessionState};
 use tgp_proto::handshake::DropReason as HandshakeDrop;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -241,6 +242,8 @@ pub struct StatusInput<'a> {
     pub packets_to_tun: u64,
     /// ICMP unreachable errors written back to the TUN.
     pub icmp_errors_sent: u64,
+    /// How late the daemon's timer woke it.
+    pub timer_lateness: &'a DelayHistogram,
     /// Split mode's engines.
     pub split: &'a crate::split::SplitMode,
     /// The socket's local address.
@@ -264,6 +267,15 @@ pub fn format_status(input: StatusInput<'_>) -> String {
         input.packets_to_tun,
         input.icmp_errors_sent,
     );
+    if input.timer_lateness.count() > 0 {
+        let _ = writeln!(
+            out,
+            "  timer: {} wake-ups, late by p50 {:.2} ms  p99 {:.2} ms",
+            input.timer_lateness.count(),
+            input.timer_lateness.percentile(0.5).as_secs_f64() * 1e3,
+            input.timer_lateness.percentile(0.99).as_secs_f64() * 1e3,
+        );
+    }
     let drops = input.endpoint.drops();
     let adapter: Vec<String> = input
         .adapter_drops
@@ -331,6 +343,11 @@ pub fn format_status(input: StatusInput<'_>) -> String {
                 data.reactive_repairs_sent,
                 data.redundant_sources,
                 data.redundant_repairs,
+            );
+            let _ = writeln!(
+                out,
+                "  paced: {} datagrams, {} short of data, {} below the rate estimate",
+                data.paced_sent, data.paced_short_of_data, data.paced_below_estimate,
             );
             if data.added_delay.count() > 0 {
                 let _ = writeln!(

@@ -22,7 +22,7 @@ use tgp_adapters::{
     clamp_tcp_mss, icmp_unreachable, mss_for_mtu, parse, AllowedIps, DropCounters, DropReason,
 };
 use tgp_proto::crypto::SigningKey;
-use tgp_proto::delivery::DataPlaneConfig;
+use tgp_proto::delivery::{DataPlaneConfig, DelayHistogram};
 use tgp_proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, PeerSettings};
 use tgp_proto::handshake::HandshakeConfig;
 use tgp_proto::Timestamp;
@@ -100,6 +100,8 @@ struct Tunnel {
     packets_from_tun: u64,
     packets_to_tun: u64,
     icmp_errors_sent: u64,
+    /// How late the timer woke the loop (after the time it was set for).
+    timer_lateness: DelayHistogram,
     started: Instant,
 }
 
@@ -268,6 +270,7 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
         packets_from_tun: 0,
         packets_to_tun: 0,
         icmp_errors_sent: 0,
+        timer_lateness: DelayHistogram::default(),
         started: Instant::now(),
     };
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -276,10 +279,11 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
     let mut tun_receive = TunReceive::new(tunnel.config.interface.mtu);
     loop {
         tunnel.flush().await?;
-        let wake = [tunnel.endpoint.poll_timeout(), tunnel.split.poll_timeout()]
+        let wake_at = [tunnel.endpoint.poll_timeout(), tunnel.split.poll_timeout()]
             .into_iter()
             .flatten()
-            .min()
+            .min();
+        let wake = wake_at
             .map(|t| tunnel.clock.instant(t))
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -325,6 +329,9 @@ pub async fn run(config: Config, identity: SigningKey, options: RunOptions) -> R
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = tunnel.clock.now();
+                if let Some(wake_at) = wake_at {
+                    tunnel.timer_lateness.record(now.saturating_duration_since(wake_at));
+                }
                 if tunnel.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                     tunnel.endpoint.handle_timeout(now);
                 }
@@ -591,6 +598,7 @@ impl Tunnel {
             packets_from_tun: self.packets_from_tun,
             packets_to_tun: self.packets_to_tun,
             icmp_errors_sent: self.icmp_errors_sent,
+            timer_lateness: &self.timer_lateness,
             split: &self.split,
             listen: self.udp.socket().local_addr().ok(),
             uptime: self.started.elapsed(),

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 use tgp_adapters::{DropCounters, DropReason};
 use tgp_proto::crypto::SigningKey;
+use tgp_proto::delivery::DelayHistogram;
 use tgp_proto::endpoint::{Endpoint, EndpointConfig, PeerSettings};
 use tgp_proto::{DeliveryClass, Timestamp};
 
@@ -23,6 +24,8 @@ pub struct ServerSide {
     pub split: SplitMode,
     /// Adapter drops (one `no_route` counted).
     pub drops: DropCounters,
+    /// Timer lateness (none recorded).
+    pub timer_lateness: DelayHistogram,
 }
 
 impl ServerSide {
@@ -35,6 +38,7 @@ impl ServerSide {
             packets_from_tun: 12,
             packets_to_tun: 34,
             icmp_errors_sent: 1,
+            timer_lateness: &self.timer_lateness,
             split: &self.split,
             listen: Some("[::]:51900".parse().unwrap()),
             uptime: Duration::from_secs(5),
@@ -120,6 +124,7 @@ pub fn server_with_traffic() -> ServerSide {
         endpoint: server,
         split,
         drops,
+        timer_lateness: DelayHistogram::default(),
     }
 }
 

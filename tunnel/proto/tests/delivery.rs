@@ -396,6 +396,43 @@ fn rate_ceiling_caps_the_wire_rate() {
     assert!(rate >= 3_000_000.0, "sent at {rate} bit/s");
 }
 
+/// A daemon's timer wakes it late (a runtime's millisecond ticks, a busy
+/// host): the packets that fell due meanwhile leave at once, so the pace
+/// holds on average. With a 2 ms catch-up limit this sent at 0.58 of the
+/// ceiling.
+#[test]
+fn late_wake_ups_do_not_lower_the_pace() {
+    let link = LinkConfig::ideal(Duration::from_millis(20)).with_rate(20_000_000, 100_000);
+    let config = DataPlaneConfig {
+        rate_ceiling_bits_per_second: Some(8_000_000),
+        ..DataPlaneConfig::default()
+    };
+    let bytes = 3_000_000;
+    let mut p = pair(12, link.clone(), link, config, |a, b| {
+        let size = a.plane.max_segment_size();
+        (a.with_bulk(BulkSource::new(1, bytes, size)), b)
+    });
+    let (a, b) = (p.a, p.b);
+    let late = tgp_sim::WakeLateness {
+        tick: Duration::from_millis(1),
+        busy_probability: 0.5,
+        busy_max: Duration::from_millis(8),
+    };
+    p.sim.set_wake_lateness(a, late);
+    p.sim.set_wake_lateness(b, late);
+    // From 1 s (start-up over) to 3 s: the sender is backlogged throughout.
+    p.sim
+        .run_until(Timestamp::from_duration(Duration::from_secs(1)));
+    let before = p.sim.node::<DataPlaneNode>(a).plane.stats().bytes_sent;
+    p.sim
+        .run_until(Timestamp::from_duration(Duration::from_secs(3)));
+    let sent = p.sim.node::<DataPlaneNode>(a).plane.stats().bytes_sent - before;
+    let rate = sent as f64 * 8.0 / 2.0;
+    assert!(rate >= 7_200_000.0, "paced at {rate} bit/s of 8 Mbit/s");
+    assert!(rate <= 8_400_000.0, "paced at {rate} bit/s of 8 Mbit/s");
+    assert!(p.sim.node::<DataPlaneNode>(b).report.reliable_bytes < bytes);
+}
+
 #[test]
 fn queue_manager_refuses_segments_when_the_tunnel_is_the_bottleneck() {
     let (ka, _) = keys();

@@ -126,13 +126,59 @@ impl<T: Node> NodeObject for T {
     }
 }
 
+/// How late a node's timer fires. A daemon's timer is not exact: its
+/// runtime rounds a wake-up up to a tick (tokio's timer wheel: 1 ms), and a
+/// busy host runs the process later still. Datagram arrivals are not
+/// delayed. Set with [`Simulation::set_wake_lateness`]; by default timers
+/// fire exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WakeLateness {
+    /// A wake-up rounds up to the next multiple of this (zero: no rounding).
+    pub tick: Duration,
+    /// Probability that a wake-up is delayed further.
+    pub busy_probability: f64,
+    /// That further delay, uniform in `0..=busy_max`.
+    pub busy_max: Duration,
+}
+
+impl WakeLateness {
+    /// A tokio daemon on a shared two-core host: 1 ms ticks, and one
+    /// wake-up in five a further 0–5 ms late. A guess that reproduces what
+    /// the daemon showed before its pacer caught up with late wake-ups
+    /// (paced at about 0.8 of its rate at 20 Mbit/s).
+    pub fn busy_host() -> Self {
+        WakeLateness {
+            tick: Duration::from_millis(1),
+            busy_probability: 0.2,
+            busy_max: Duration::from_millis(5),
+        }
+    }
+
+    fn delay(&self, requested: Timestamp, rng: &mut rand_chacha::ChaCha8Rng) -> Timestamp {
+        let tick = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX);
+        let mut fire = if tick > 0 {
+            Timestamp::from_nanos(requested.as_nanos().div_ceil(tick).saturating_mul(tick))
+        } else {
+            requested
+        };
+        if link::chance(rng, self.busy_probability) {
+            let max = u64::try_from(self.busy_max.as_nanos()).unwrap_or(u64::MAX);
+            fire += Duration::from_nanos(link::uniform_up_to(rng, max));
+        }
+        fire
+    }
+}
+
 struct NodeSlot {
     address: SocketAddr,
     node: Box<dyn NodeObject>,
     /// The node's last answer to `poll_timeout` (clamped to the time it was
-    /// asked) and the sequence number it was armed with: its key in
+    /// asked), when it fires (later by the node's wake lateness), and the
+    /// sequence number it was armed with: `(fires, seq)` is its key in
     /// `Simulation::timers`.
-    timer: Option<(Timestamp, u64)>,
+    timer: Option<(Timestamp, Timestamp, u64)>,
+    /// The node's timer lateness and the draws for it.
+    lateness: Option<(WakeLateness, rand_chacha::ChaCha8Rng)>,
     /// Touched through `node_mut` (or new): drain and re-poll before running.
     dirty: bool,
 }
@@ -259,10 +305,18 @@ impl Simulation {
             address,
             node: Box::new(node),
             timer: None,
+            lateness: None,
             dirty: true,
         });
         self.dirty.push(id);
         id
+    }
+
+    /// Makes node `id`'s timers fire late, as `lateness` says (from its own
+    /// random stream, derived from the seed and the node id).
+    pub fn set_wake_lateness(&mut self, id: NodeId, lateness: WakeLateness) {
+        let rng = link_rng(self.seed, (1 << 32) | id as u64);
+        self.nodes[id].lateness = Some((lateness, rng));
     }
 
     /// Adds a link. It carries nothing until [`Simulation::route`] sends
@@ -670,15 +724,21 @@ impl Simulation {
         let now = self.now;
         let timeout = self.nodes[id].node.poll_timeout().map(|t| t.max(now));
         let old = self.nodes[id].timer;
-        if old.map(|(t, _)| t) == timeout {
+        if old.map(|(t, _, _)| t) == timeout {
             return;
         }
-        if let Some((t, seq)) = old {
-            self.timers.remove(&(t, seq, id));
+        if let Some((_, fires, seq)) = old {
+            self.timers.remove(&(fires, seq, id));
         }
-        let new = timeout.map(|t| (t, self.take_seq()));
-        if let Some((t, seq)) = new {
-            self.timers.insert((t, seq, id));
+        let new = timeout.map(|t| {
+            let fires = match &mut self.nodes[id].lateness {
+                Some((lateness, rng)) => lateness.delay(t, rng),
+                None => t,
+            };
+            (t, fires, self.take_seq())
+        });
+        if let Some((_, fires, seq)) = new {
+            self.timers.insert((fires, seq, id));
         }
         self.nodes[id].timer = new;
     }

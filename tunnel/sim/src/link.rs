@@ -566,12 +566,12 @@ fn uniform(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// `true` with probability `p` (no draw when `p` is 0).
-fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+pub(crate) fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
     p > 0.0 && uniform(rng) < p
 }
 
 /// A uniform draw in `[0, max]`.
-fn uniform_up_to(rng: &mut ChaCha8Rng, max: u64) -> u64 {
+pub(crate) fn uniform_up_to(rng: &mut ChaCha8Rng, max: u64) -> u64 {
     ((u128::from(rng.next_u64()) * (u128::from(max) + 1)) >> 64) as u64
 }
 

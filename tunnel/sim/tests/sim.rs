@@ -897,3 +897,48 @@ fn a_node_that_never_stops_transmitting_hits_the_step_limit() {
     sim.add_node(addr(1), Babbler);
     sim.run_until(secs(1));
 }
+
+#[test]
+fn wake_lateness_rounds_timers_up_to_the_tick_and_delays_some_further() {
+    use tgp_sim::WakeLateness;
+    // A pinger due every 2.5 ms: with 1 ms ticks each send leaves at the
+    // next whole millisecond, never before it was due; with a busy host
+    // some leave later still, within the bound.
+    let interval = Duration::from_micros(2_500);
+    let run = |lateness: WakeLateness| {
+        let mut sim = Simulation::new(7);
+        let pinger = sim.add_node(addr(1), Pinger::new(addr(2), 400, interval, 64));
+        let sink = sim.add_node(addr(2), Sink::default());
+        sim.connect(
+            pinger,
+            sink,
+            LinkConfig::ideal(ms(10)),
+            LinkConfig::ideal(ms(10)),
+        );
+        sim.set_wake_lateness(pinger, lateness);
+        run_all(&mut sim, 400, interval);
+        let got = arrivals(&sim, sink);
+        assert_eq!(got.len(), 400);
+        got.iter()
+            .map(|a| {
+                let seq = a.seq.expect("numbered");
+                let due = Duration::from_micros(2_500 * seq) + ms(10);
+                a.time.saturating_duration_since(Timestamp::ZERO + due)
+            })
+            .collect::<Vec<_>>()
+    };
+    let ticks = run(WakeLateness {
+        tick: ms(1),
+        busy_probability: 0.0,
+        busy_max: Duration::ZERO,
+    });
+    assert!(ticks.iter().all(|&late| late < ms(1)));
+    assert!(ticks.iter().any(|&late| late >= Duration::from_micros(400)));
+    let busy = run(WakeLateness::busy_host());
+    assert!(busy.iter().all(|&late| late <= ms(6)));
+    let delayed = busy.iter().filter(|&&late| late >= ms(1)).count();
+    assert!(
+        (20..200).contains(&delayed),
+        "{delayed} of 400 delayed beyond the tick"
+    );
+}

@@ -57,6 +57,15 @@ pub struct DataPlaneStats {
     pub proactive_repairs_sent: u64,
     /// Reactive (fresh, requested) repair symbols sent.
     pub reactive_repairs_sent: u64,
+    /// Paced datagrams (data or repair) sent with less than one more
+    /// datagram waiting in the send queue: the source, not the pace, set
+    /// the rate then.
+    pub paced_short_of_data: u64,
+    /// Paced datagrams sent while the pace was below the bottleneck
+    /// estimate (draining a queue, or a probe's down phase).
+    pub paced_below_estimate: u64,
+    /// Paced datagrams sent in all.
+    pub paced_sent: u64,
     /// Source symbols recovered by FEC decoding here.
     pub fec_recovered: u64,
     /// Source symbols received that were already known.

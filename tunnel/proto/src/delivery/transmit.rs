@@ -235,8 +235,16 @@ impl DataPlane {
         self.flight
             .on_sent(packet_number, now, size, self.app_limited());
         if paced {
-            self.pacer
-                .on_sent(now, size, self.rate.pacing_bytes_per_second());
+            let pace = self.rate.pacing_bytes_per_second();
+            let more_waiting = self.wants_to_send_paced() && self.window_open();
+            self.pacer.on_sent(now, size, pace, more_waiting);
+            self.stats.paced_sent += 1;
+            if self.app_limited() {
+                self.stats.paced_short_of_data += 1;
+            }
+            if pace < 0.99 * self.rate.bottleneck_bytes_per_second() {
+                self.stats.paced_below_estimate += 1;
+            }
         }
         self.last_sent_at = now;
         self.stats.datagrams_sent += 1;
