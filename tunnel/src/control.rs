@@ -252,6 +252,18 @@ pub struct StatusInput<'a> {
     pub uptime: Duration,
 }
 
+/// "p50 X ms  p99 Y ms" of `histogram`, with `decimals` digits.
+fn p50_p99_ms(histogram: &DelayHistogram, decimals: usize) -> String {
+    let ms = |q: f64| histogram.percentile(q).as_secs_f64() * 1e3;
+    format!(
+        "p50 {:.*} ms  p99 {:.*} ms",
+        decimals,
+        ms(0.5),
+        decimals,
+        ms(0.99)
+    )
+}
+
 /// The text `tgp status` prints.
 pub fn format_status(input: StatusInput<'_>) -> String {
     let mut out = String::new();
@@ -270,10 +282,9 @@ pub fn format_status(input: StatusInput<'_>) -> String {
     if input.timer_lateness.count() > 0 {
         let _ = writeln!(
             out,
-            "  timer: {} wake-ups, late by p50 {:.2} ms  p99 {:.2} ms",
+            "  timer: {} wake-ups, late by {}",
             input.timer_lateness.count(),
-            input.timer_lateness.percentile(0.5).as_secs_f64() * 1e3,
-            input.timer_lateness.percentile(0.99).as_secs_f64() * 1e3,
+            p50_p99_ms(input.timer_lateness, 2),
         );
     }
     let drops = input.endpoint.drops();
@@ -352,10 +363,9 @@ pub fn format_status(input: StatusInput<'_>) -> String {
             if data.added_delay.count() > 0 {
                 let _ = writeln!(
                     out,
-                    "  added delay (what the tunnel added to the path's one-way delay, {} samples): p50 {:.1} ms  p99 {:.1} ms",
+                    "  added delay (what the tunnel added to the path's one-way delay, {} samples): {}",
                     data.added_delay.count(),
-                    data.added_delay.percentile(0.5).as_secs_f64() * 1e3,
-                    data.added_delay.percentile(0.99).as_secs_f64() * 1e3,
+                    p50_p99_ms(&data.added_delay, 1),
                 );
             }
             let d = &data.drops;

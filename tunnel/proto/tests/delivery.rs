@@ -40,17 +40,17 @@ fn pair(
     Pair { sim, a, b }
 }
 
+/// A pair over `link` both ways whose `a` sends `bytes` of bulk over
+/// `flows` reliable flows to `b`.
+fn bulk_pair(seed: u64, link: LinkConfig, config: DataPlaneConfig, flows: u64, bytes: u64) -> Pair {
+    pair(seed, link.clone(), link, config, |a, b| {
+        let size = a.plane.max_segment_size();
+        (a.with_bulk(BulkSource::new(flows, bytes, size)), b)
+    })
+}
+
 fn run_bulk(seed: u64, link: LinkConfig, bytes: u64, flows: u64, limit: Duration) -> Pair {
-    let mut p = pair(
-        seed,
-        link.clone(),
-        link,
-        DataPlaneConfig::default(),
-        |a, b| {
-            let size = a.plane.max_segment_size();
-            (a.with_bulk(BulkSource::new(flows, bytes, size)), b)
-        },
-    );
+    let mut p = bulk_pair(seed, link, DataPlaneConfig::default(), flows, bytes);
     let (a, b) = (p.a, p.b);
     let end = Timestamp::from_duration(limit);
     p.sim.run_while(end, |sim| {
@@ -248,10 +248,7 @@ fn rekey_mid_transfer_loses_nothing() {
         .with_rate(10_000_000, 50_000)
         .with_random_loss(0.05);
     let bytes = 2_000_000;
-    let mut p = pair(8, link.clone(), link, DataPlaneConfig::default(), |a, b| {
-        let size = a.plane.max_segment_size();
-        (a.with_bulk(BulkSource::new(1, bytes, size)), b)
-    });
+    let mut p = bulk_pair(8, link, DataPlaneConfig::default(), 1, bytes);
     let (a, b) = (p.a, p.b);
     p.sim
         .run_until(Timestamp::from_duration(Duration::from_millis(700)));
@@ -322,16 +319,7 @@ fn garbage_forgeries_and_replays_are_dropped_and_counted() {
     let link = LinkConfig::ideal(Duration::from_millis(10)).with_rate(10_000_000, 50_000);
     let bytes = 200_000;
     let captured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let mut p = pair(
-        10,
-        link.clone(),
-        link,
-        DataPlaneConfig::default(),
-        |a, b| {
-            let size = a.plane.max_segment_size();
-            (a.with_bulk(BulkSource::new(1, bytes, size)), b)
-        },
-    );
+    let mut p = bulk_pair(10, link, DataPlaneConfig::default(), 1, bytes);
     let (a, b) = (p.a, p.b);
     let store = captured.clone();
     p.sim.set_transmit_filter(move |t| {
@@ -380,10 +368,7 @@ fn rate_ceiling_caps_the_wire_rate() {
         ..DataPlaneConfig::default()
     };
     let bytes = 2_000_000;
-    let mut p = pair(11, link.clone(), link, config, |a, b| {
-        let size = a.plane.max_segment_size();
-        (a.with_bulk(BulkSource::new(1, bytes, size)), b)
-    });
+    let mut p = bulk_pair(11, link, config, 1, bytes);
     let (a, b) = (p.a, p.b);
     p.sim
         .run_while(Timestamp::from_duration(Duration::from_secs(30)), |sim| {
@@ -408,10 +393,7 @@ fn late_wake_ups_do_not_lower_the_pace() {
         ..DataPlaneConfig::default()
     };
     let bytes = 3_000_000;
-    let mut p = pair(12, link.clone(), link, config, |a, b| {
-        let size = a.plane.max_segment_size();
-        (a.with_bulk(BulkSource::new(1, bytes, size)), b)
-    });
+    let mut p = bulk_pair(12, link, config, 1, bytes);
     let (a, b) = (p.a, p.b);
     let late = tgp_sim::WakeLateness {
         tick: Duration::from_millis(1),

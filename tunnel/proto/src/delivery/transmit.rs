@@ -232,14 +232,14 @@ impl DataPlane {
             return None;
         }
         let size = buffer.len() - start;
-        self.flight
-            .on_sent(packet_number, now, size, self.app_limited());
+        let app_limited = self.app_limited();
+        self.flight.on_sent(packet_number, now, size, app_limited);
         if paced {
             let pace = self.rate.pacing_bytes_per_second();
             let more_waiting = self.wants_to_send_paced() && self.window_open();
             self.pacer.on_sent(now, size, pace, more_waiting);
             self.stats.paced_sent += 1;
-            if self.app_limited() {
+            if app_limited {
                 self.stats.paced_short_of_data += 1;
             }
             if pace < 0.99 * self.rate.bottleneck_bytes_per_second() {
