@@ -23,7 +23,10 @@
 //! `tgp_peer_pacing_rate_bits_per_second`,
 //! `tgp_peer_bottleneck_bits_per_second`, `tgp_peer_drops_total{reason}`,
 //! `tgp_peer_added_delay_seconds{quantile}`,
-//! `tgp_peer_added_delay_samples_total`,
+//! `tgp_peer_added_delay_samples_total`, `tgp_peer_repairs_sent_total{kind}`,
+//! `tgp_peer_redundant_received_total{kind}`,
+//! `tgp_peer_paced_datagrams_total{outcome}`,
+//! `tgp_timer_lateness_seconds{quantile}`, `tgp_timer_wake_ups_total`,
 //! `tgp_peer_handshake_packets_total{direction}`,
 //! `tgp_peer_handshake_drops_total{reason}`,
 //! `tgp_peer_split_open_streams`, `tgp_peer_split_bytes_total{direction}`.
@@ -122,6 +125,21 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> String {
         "ICMP unreachable errors written to the TUN",
     );
     count(&icmp, base.clone(), snapshot.icmp_errors_sent);
+    let lateness = m.gauge(
+        "tgp_timer_lateness",
+        "How late the daemon's timer woke it, by quantile",
+        Some(Unit::Seconds),
+    );
+    for q in &snapshot.timer_lateness.quantiles {
+        let quantile = q.quantile.to_string();
+        set(
+            &lateness,
+            with(&base, &[("quantile", &quantile)]),
+            q.seconds,
+        );
+    }
+    let wake_ups = m.counter("tgp_timer_wake_ups", "Timer wake-ups of the daemon");
+    count(&wake_ups, base.clone(), snapshot.timer_lateness.samples);
     let drops = m.counter(
         "tgp_drops",
         "Packets dropped outside any session, by layer (endpoint: datagrams; adapter: IP packets) and reason",
@@ -217,6 +235,18 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> String {
         "tgp_peer_added_delay_samples",
         "Added-delay samples recorded",
     );
+    let repairs = m.counter(
+        "tgp_peer_repairs_sent",
+        "Repair symbols sent: proactive (earned by sources) and reactive (for holes)",
+    );
+    let redundant = m.counter(
+        "tgp_peer_redundant_received",
+        "Symbols that arrived with nothing left to do, sources and repairs",
+    );
+    let paced = m.counter(
+        "tgp_peer_paced_datagrams",
+        "Datagrams the pacer let out (sent), of which short of data or paced below the estimate",
+    );
     let hs_packets = m.counter(
         "tgp_peer_handshake_packets",
         "Packets of the current or last handshake",
@@ -272,6 +302,17 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> String {
                 set(&delay, with(&p, &[("quantile", &quantile)]), q.seconds);
             }
             count(&delay_samples, p.clone(), d.added_delay.samples);
+            for (family, counts) in [
+                (&repairs, &d.repairs_sent),
+                (&redundant, &d.redundant_received),
+            ] {
+                for (kind, n) in counts {
+                    count(family, with(&p, &[("kind", kind)]), *n);
+                }
+            }
+            for (outcome, n) in &d.paced {
+                count(&paced, with(&p, &[("outcome", outcome)]), *n);
+            }
         }
         if let Some(h) = &peer.handshake {
             count(

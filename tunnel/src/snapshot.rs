@@ -8,10 +8,11 @@
 use crate::control::StatusInput;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use tgp_proto::delivery::DelayHistogram;
 use tgp_proto::endpoint::SessionState;
 use tgp_proto::handshake::DropReason as HandshakeDrop;
 
-/// Percentiles of the added delay that are reported.
+/// Percentiles of a delay (added delay, timer lateness) that are reported.
 pub const DELAY_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
 /// The whole tunnel.
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub tun_packets_out: u64,
     /// ICMP errors written back to the TUN.
     pub icmp_errors_sent: u64,
+    /// How late the daemon's timer woke it (a busy host paces late).
+    pub timer_lateness: DelaySnapshot,
     /// Datagrams the endpoint dropped before any peer saw them, by reason.
     pub endpoint_drops: BTreeMap<&'static str, u64>,
     /// IP packets the adapters dropped, by reason.
@@ -97,9 +100,18 @@ pub struct DataSnapshot {
     pub drops: BTreeMap<&'static str, u64>,
     /// Delay the tunnel added to what it delivered here.
     pub added_delay: DelaySnapshot,
+    /// Repair symbols sent: `proactive` (earned as sources went out) and
+    /// `reactive` (fresh, for holes a receipt or the probe timer showed).
+    pub repairs_sent: BTreeMap<&'static str, u64>,
+    /// Symbols that arrived with nothing left to do: `sources` (already
+    /// recovered) and `repairs` (their window already complete).
+    pub redundant_received: BTreeMap<&'static str, u64>,
+    /// Datagrams the pacer let out (`sent`), of which the sender was
+    /// `short_of_data`, or paced `below_estimate` of the bottleneck.
+    pub paced: BTreeMap<&'static str, u64>,
 }
 
-/// Added-delay percentiles.
+/// Percentiles of a delay histogram.
 #[derive(Clone, Debug, Serialize)]
 pub struct DelaySnapshot {
     /// Samples recorded.
@@ -108,7 +120,7 @@ pub struct DelaySnapshot {
     pub quantiles: Vec<DelayQuantile>,
 }
 
-/// One percentile of the added delay.
+/// One percentile of a delay.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct DelayQuantile {
     /// Which (0.5 is the median).
@@ -139,12 +151,16 @@ pub struct SplitSnapshot {
     pub accepted: u64,
     /// Streams the peer opened.
     pub opened_by_peer: u64,
+    /// Far-end connections that reached their destination.
+    pub connected: u64,
     /// Stream bytes sent to the peer.
     pub bytes_to_peer: u64,
     /// Stream bytes from the peer.
     pub bytes_from_peer: u64,
     /// Bytes waiting for a local socket.
     pub buffered_bytes: usize,
+    /// The stream window in force, bytes.
+    pub window: u64,
     /// Connections refused at the stream cap.
     pub refused_at_cap: u64,
     /// Messages that broke the protocol.
@@ -153,6 +169,22 @@ pub struct SplitSnapshot {
     pub resets_sent: BTreeMap<&'static str, u64>,
     /// Resets received, by reason.
     pub resets_received: BTreeMap<&'static str, u64>,
+}
+
+impl DelaySnapshot {
+    /// The samples and [`DELAY_QUANTILES`] of `histogram`.
+    pub fn of(histogram: &DelayHistogram) -> DelaySnapshot {
+        DelaySnapshot {
+            samples: histogram.count(),
+            quantiles: DELAY_QUANTILES
+                .iter()
+                .map(|&quantile| DelayQuantile {
+                    quantile,
+                    seconds: histogram.percentile(quantile).as_secs_f64(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Snapshot {
@@ -178,6 +210,7 @@ impl Snapshot {
             tun_packets_in: input.packets_from_tun,
             tun_packets_out: input.packets_to_tun,
             icmp_errors_sent: input.icmp_errors_sent,
+            timer_lateness: DelaySnapshot::of(input.timer_lateness),
             endpoint_drops,
             adapter_drops: input.adapter_drops.iter().collect(),
             peers,
@@ -231,16 +264,20 @@ fn peer_snapshot(input: &StatusInput<'_>, peer: usize) -> Option<PeerSnapshot> {
                 ("expired_in_queue", x.expired_in_queue),
                 ("arrived_late", x.arrived_late),
             ]),
-            added_delay: DelaySnapshot {
-                samples: d.added_delay.count(),
-                quantiles: DELAY_QUANTILES
-                    .iter()
-                    .map(|&quantile| DelayQuantile {
-                        quantile,
-                        seconds: d.added_delay.percentile(quantile).as_secs_f64(),
-                    })
-                    .collect(),
-            },
+            added_delay: DelaySnapshot::of(&d.added_delay),
+            repairs_sent: BTreeMap::from([
+                ("proactive", d.proactive_repairs_sent),
+                ("reactive", d.reactive_repairs_sent),
+            ]),
+            redundant_received: BTreeMap::from([
+                ("sources", d.redundant_sources),
+                ("repairs", d.redundant_repairs),
+            ]),
+            paced: BTreeMap::from([
+                ("sent", d.paced_sent),
+                ("short_of_data", d.paced_short_of_data),
+                ("below_estimate", d.paced_below_estimate),
+            ]),
         }
     });
     let handshake = status.handshake.as_ref().map(|h| HandshakeSnapshot {
@@ -256,9 +293,11 @@ fn peer_snapshot(input: &StatusInput<'_>, peer: usize) -> Option<PeerSnapshot> {
         open_streams: s.open_streams,
         accepted: s.accepted,
         opened_by_peer: s.opened_by_peer,
+        connected: s.connected,
         bytes_to_peer: s.bytes_to_peer,
         bytes_from_peer: s.bytes_from_peer,
         buffered_bytes: s.buffered_bytes,
+        window: s.window,
         refused_at_cap: s.refused_at_cap,
         malformed: s.malformed,
         resets_sent: s.resets_sent.nonzero().into_iter().collect(),
@@ -325,7 +364,27 @@ mod tests {
         );
         assert_eq!(delay["quantiles"][0]["quantile"], 0.5);
         assert!(delay["quantiles"][3]["seconds"].as_f64().unwrap() >= 0.0);
+        assert!(data["repairs_sent"]["proactive"].is_u64(), "{data}");
+        assert!(data["repairs_sent"]["reactive"].is_u64(), "{data}");
+        assert!(data["redundant_received"]["repairs"].is_u64(), "{data}");
+        let paced = &data["paced"];
+        assert!(paced["sent"].as_u64().unwrap() > 0, "{paced}");
+        assert!(
+            paced["short_of_data"].as_u64().unwrap() <= paced["sent"].as_u64().unwrap(),
+            "{paced}"
+        );
+        assert!(paced["below_estimate"].is_u64(), "{paced}");
+        assert!(json["timer_lateness"]["samples"].is_u64());
+        assert_eq!(
+            json["timer_lateness"]["quantiles"]
+                .as_array()
+                .unwrap()
+                .len(),
+            DELAY_QUANTILES.len()
+        );
         assert!(peer["handshake"]["packets_sent"].as_u64().unwrap() > 0);
         assert_eq!(peer["split"]["open_streams"], 0);
+        assert!(peer["split"]["window"].as_u64().unwrap() > 0);
+        assert_eq!(peer["split"]["connected"], 0);
     }
 }

@@ -197,6 +197,41 @@ fn metrics_parse_and_carry_the_snapshot() {
         "tgp_peer_added_delay_seconds",
         &p(&[("quantile", "0.99")]),
     );
+    assert_eq!(
+        sample(
+            &scrape,
+            "tgp_peer_repairs_sent_total",
+            &p(&[("kind", "proactive")])
+        ),
+        data.repairs_sent["proactive"] as f64
+    );
+    sample(
+        &scrape,
+        "tgp_peer_redundant_received_total",
+        &p(&[("kind", "repairs")]),
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "tgp_peer_paced_datagrams_total",
+            &p(&[("outcome", "sent")])
+        ),
+        data.paced["sent"] as f64
+    );
+    assert!(data.paced["sent"] > 0);
+    assert_eq!(
+        sample(
+            &scrape,
+            "tgp_timer_wake_ups_total",
+            &[("interface", "tgp5")]
+        ),
+        snapshot.timer_lateness.samples as f64
+    );
+    sample(
+        &scrape,
+        "tgp_timer_lateness_seconds",
+        &[("interface", "tgp5"), ("quantile", "0.5")],
+    );
     assert!(
         sample(
             &scrape,
