@@ -115,8 +115,12 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
             let loss = f64::from(percent) / 100.0;
             let result = reliable(args, loss)?;
             println!(
-                "sim reliable loss={loss:.2} capacity_fraction={:.3} wire_per_goodput={:.3} residual={}",
-                result.capacity_fraction, result.wire_per_goodput, result.residual
+                "sim reliable loss={loss:.2} capacity_fraction={:.3} wire_per_goodput={:.3} residual={} added_delay_p50_ms={:.0} added_delay_p99_ms={:.0}",
+                result.capacity_fraction,
+                result.wire_per_goodput,
+                result.residual,
+                result.added_delay_p50.as_secs_f64() * 1e3,
+                result.added_delay_p99.as_secs_f64() * 1e3,
             );
             eprintln!(
                 "  (simulated {:.1} s in {:.1} s; reverse wire {:.3} of goodput; records match: {})",
@@ -161,6 +165,10 @@ struct ReliableResult {
     residual: u64,
     queue_p50: Duration,
     queue_p95: Duration,
+    /// What the tunnel added to the one-way delay of what it delivered
+    /// (holes waiting for repair hold the bytes behind them).
+    added_delay_p50: Duration,
+    added_delay_p99: Duration,
     simulated: Duration,
     wall: Duration,
     records_match: bool,
@@ -241,6 +249,8 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
         residual: accepted.saturating_sub(receiver.report.reliable_segments),
         queue_p50: stats.queueing_delay_percentile(0.5),
         queue_p95: stats.queueing_delay_percentile(0.95),
+        added_delay_p50: receiver.plane.stats().added_delay.percentile(0.5),
+        added_delay_p99: receiver.plane.stats().added_delay.percentile(0.99),
         simulated: finished.since_origin(),
         wall: wall.elapsed(),
         records_match,

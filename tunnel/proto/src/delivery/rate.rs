@@ -71,6 +71,11 @@ const CONTENDED_BACKOFF: f64 = 0.5;
 /// datagram, as a TCP window's additive increase.
 const CONTENDED_STEP_BYTES: f64 = 1300.0;
 
+/// Shortest and longest look-back of the bounds on random loss
+/// ([`RateController::set_peer_loss`]): four round trips within them.
+const LOSS_REPORT_WINDOW_MIN: Duration = Duration::from_secs(1);
+const LOSS_REPORT_WINDOW_MAX: Duration = Duration::from_secs(4);
+
 /// Loss above the random loss by this much (and by half the random loss)
 /// is the bottleneck's queue overflowing: we send above the path's rate.
 const OVERFLOW_LOSS_MARGIN: f64 = 0.02;
@@ -148,13 +153,21 @@ pub struct RateSample {
 }
 
 /// The minimum over a sliding time window (a monotonic deque).
-#[derive(Clone, Debug, Default)]
-struct WindowedMin {
-    samples: VecDeque<(Timestamp, Duration)>,
+#[derive(Clone, Debug)]
+struct WindowedMin<T = Duration> {
+    samples: VecDeque<(Timestamp, T)>,
 }
 
-impl WindowedMin {
-    fn push(&mut self, now: Timestamp, value: Duration, window: Duration) {
+impl<T> Default for WindowedMin<T> {
+    fn default() -> Self {
+        WindowedMin {
+            samples: VecDeque::new(),
+        }
+    }
+}
+
+impl<T: PartialOrd + Copy> WindowedMin<T> {
+    fn push(&mut self, now: Timestamp, value: T, window: Duration) {
         while self.samples.back().is_some_and(|&(_, v)| v >= value) {
             self.samples.pop_back();
         }
@@ -164,7 +177,7 @@ impl WindowedMin {
         }
     }
 
-    fn get(&self) -> Option<Duration> {
+    fn get(&self) -> Option<T> {
         self.samples.front().map(|&(_, v)| v)
     }
 }
@@ -206,6 +219,16 @@ pub struct RateController {
     peer_loss: f64,
     /// Loss reported while the path showed no queue: random loss.
     clean_loss: Option<f64>,
+    /// The least and (negated) the most loss the peer reported over the
+    /// last [`LOSS_REPORT_WINDOW_MIN`]..=[`LOSS_REPORT_WINDOW_MAX`]: random
+    /// loss lies below every report (overflow only adds to it), so
+    /// `clean_loss` is kept between them, which corrects it where the path
+    /// never shows itself free of a queue (a ceiling at the link's rate).
+    reported_loss_low: WindowedMin<f64>,
+    reported_loss_high: WindowedMin<f64>,
+    /// When loss reports began to come without a pause longer than the
+    /// window, and when the last came.
+    loss_reports_since: Option<(Timestamp, Timestamp)>,
     /// When a round trip last showed a queue (above half the target).
     queue_seen_at: Option<Timestamp>,
     /// Since when the queue has stood without a break (above half the
@@ -253,6 +276,9 @@ impl RateController {
             arrived_anchor: None,
             peer_loss: 0.0,
             clean_loss: None,
+            reported_loss_low: WindowedMin::default(),
+            reported_loss_high: WindowedMin::default(),
+            loss_reports_since: None,
             queue_seen_at: None,
             queue_since: None,
             contended: None,
@@ -337,6 +363,26 @@ impl RateController {
         if self.min_rtt.get().is_some() && quiet {
             let clean = self.clean_loss.get_or_insert(self.peer_loss);
             *clean += (self.peer_loss - *clean) / 8.0;
+        }
+        let window =
+            (self.smoothed_rtt() * 4).clamp(LOSS_REPORT_WINDOW_MIN, LOSS_REPORT_WINDOW_MAX);
+        self.reported_loss_low.push(now, self.peer_loss, window);
+        self.reported_loss_high.push(now, -self.peer_loss, window);
+        // Bounds only from a full window of reports: the first receipts
+        // report no loss before the peer has measured any.
+        // A pause in the reports starts the window again.
+        let since = match self.loss_reports_since {
+            Some((since, last)) if now - last <= window => since,
+            _ => now,
+        };
+        self.loss_reports_since = Some((since, now));
+        if let (true, Some(low), Some(high)) = (
+            now - since >= window,
+            self.reported_loss_low.get(),
+            self.reported_loss_high.get(),
+        ) {
+            let clean = self.clean_loss.get_or_insert(low);
+            *clean = clean.clamp(low, -high);
         }
     }
 
@@ -921,6 +967,30 @@ mod tests {
             rate.set_peer_loss(at(3_000 + i * 50), 0.2);
         }
         assert!(rate.random_loss().unwrap() > 0.15);
+    }
+
+    #[test]
+    fn random_loss_follows_the_reports_where_a_queue_always_stands() {
+        let mut rate = RateController::new(at(0), config());
+        // The first receipts say no loss (the peer has measured none yet),
+        // and from then on a queue a little above the target stands on
+        // every sample (a ceiling at the link's rate): never quiet.
+        rate.on_sample(at(0), sample(2_500_000.0, 0));
+        rate.set_peer_loss(at(0), 0.0);
+        assert_eq!(rate.random_loss(), Some(0.0));
+        for i in 1..100 {
+            rate.on_sample(at(i * 50), with_rtt(sample(2_500_000.0, i * 10), 115));
+            rate.set_peer_loss(at(i * 50), if i % 2 == 0 { 0.09 } else { 0.11 });
+        }
+        let random = rate.random_loss().unwrap();
+        assert!((0.085..=0.11).contains(&random), "{random}");
+        // Reports below it bring it down again, queue or not.
+        for i in 100..200 {
+            rate.on_sample(at(i * 50), with_rtt(sample(2_500_000.0, i * 10), 115));
+            rate.set_peer_loss(at(i * 50), 0.02);
+        }
+        let random = rate.random_loss().unwrap();
+        assert!((0.015..=0.025).contains(&random), "{random}");
     }
 
     #[test]
