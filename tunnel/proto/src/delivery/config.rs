@@ -38,11 +38,14 @@ pub struct DataPlaneConfig {
     pub keepalive_interval: Duration,
     /// The peer is silent when nothing authentic arrived for this long.
     pub idle_timeout: Duration,
-    /// Fresh repair sent when a receipt shows a group still short by `n`:
+    /// Fresh repair sent when a receipt shows a segment-mode or deadline
+    /// group still short by `n`:
     /// `max(1, round(n / (1 − loss) × reactive_repair_factor))`. Below 1
     /// it undershoots a little and leaves the rest to the next round trip,
     /// which wastes less at high loss (every symbol beyond what the group
-    /// needs is waste); 1 aims at the expected need.
+    /// needs is waste); 1 aims at the expected need. Stream groups always
+    /// aim at the expected need: their receiver holds everything behind a
+    /// hole.
     pub reactive_repair_factor: f64,
     /// Proactive repair of segment-mode TCP, as a multiple of the expected
     /// loss (`p / (1 − p)` symbols per source): above 1, equations outrun

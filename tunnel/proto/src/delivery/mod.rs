@@ -59,8 +59,9 @@
 //! estimate of the loss, since it cannot wait for a second chance. When a receipt that
 //! covers a group and acknowledges a packet sent after the group's last
 //! symbol shows it still short by `n`, the sender queues about `n/(1−p)`
-//! fresh repair symbols ([`DataPlaneConfig::reactive_repair_factor`]),
-//! ahead of new data; if no receipt covers it for two round trips, the
+//! fresh repair symbols ([`DataPlaneConfig::reactive_repair_factor`];
+//! for a stream, less what is still in flight over it, as soon as a
+//! receipt shows more holes), ahead of new data; if no receipt covers it for two round trips, the
 //! same happens on a timer. No back-off: every round trip gets fresh
 //! symbols. With nothing queued behind (the tail of a transfer) both
 //! amounts aim above the expected need instead, since no later data hides
