@@ -34,7 +34,7 @@
 //! `rate()` handles such resets).
 
 use crate::control::ControlRequest;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{DelaySnapshot, Snapshot};
 use anyhow::{Context, Result};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -97,6 +97,14 @@ fn set(family: &Family<Labels, FloatGauge>, labels: Labels, value: f64) {
     family.get_or_create(&labels).set(value);
 }
 
+/// One gauge per quantile of `delay`, labelled `quantile`.
+fn set_quantiles(family: &Family<Labels, FloatGauge>, labels: &Labels, delay: &DelaySnapshot) {
+    for q in &delay.quantiles {
+        let quantile = q.quantile.to_string();
+        set(family, with(labels, &[("quantile", &quantile)]), q.seconds);
+    }
+}
+
 /// Encodes a snapshot as OpenMetrics text (ends with `# EOF`).
 pub fn encode_snapshot(snapshot: &Snapshot) -> String {
     let mut m = Families {
@@ -130,14 +138,7 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> String {
         "How late the daemon's timer woke it, by quantile",
         Some(Unit::Seconds),
     );
-    for q in &snapshot.timer_lateness.quantiles {
-        let quantile = q.quantile.to_string();
-        set(
-            &lateness,
-            with(&base, &[("quantile", &quantile)]),
-            q.seconds,
-        );
-    }
+    set_quantiles(&lateness, &base, &snapshot.timer_lateness);
     let wake_ups = m.counter("tgp_timer_wake_ups", "Timer wake-ups of the daemon");
     count(&wake_ups, base.clone(), snapshot.timer_lateness.samples);
     let drops = m.counter(
@@ -297,10 +298,7 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> String {
             for (reason, n) in &d.drops {
                 count(&data_drops, with(&p, &[("reason", reason)]), *n);
             }
-            for q in &d.added_delay.quantiles {
-                let quantile = q.quantile.to_string();
-                set(&delay, with(&p, &[("quantile", &quantile)]), q.seconds);
-            }
+            set_quantiles(&delay, &p, &d.added_delay);
             count(&delay_samples, p.clone(), d.added_delay.samples);
             for (family, counts) in [
                 (&repairs, &d.repairs_sent),

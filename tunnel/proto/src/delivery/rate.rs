@@ -368,9 +368,9 @@ impl RateController {
             (self.smoothed_rtt() * 4).clamp(LOSS_REPORT_WINDOW_MIN, LOSS_REPORT_WINDOW_MAX);
         self.reported_loss_low.push(now, self.peer_loss, window);
         self.reported_loss_high.push(now, -self.peer_loss, window);
-        // Bounds only from a full window of reports: the first receipts
-        // report no loss before the peer has measured any.
-        // A pause in the reports starts the window again.
+        // Bounds only from a full window of reports without a pause (a
+        // pause starts it again): the first receipts report no loss
+        // before the peer has measured any.
         let since = match self.loss_reports_since {
             Some((since, last)) if now - last <= window => since,
             _ => now,

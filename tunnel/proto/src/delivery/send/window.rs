@@ -686,8 +686,8 @@ mod tests {
         assert_eq!(window.next_tail_cover(), None);
     }
 
-    #[test]
-    fn each_span_of_holes_waits_for_its_own_repair_only() {
+    /// A window holding stream sources 0..200, none resolved yet.
+    fn window_of_200_stream_sources() -> TxWindow {
         let config = DataPlaneConfig::default();
         let mut window = TxWindow::new();
         let mut out = Vec::new();
@@ -701,6 +701,12 @@ mod tests {
                 &mut out,
             );
         }
+        window
+    }
+
+    #[test]
+    fn each_span_of_holes_waits_for_its_own_repair_only() {
+        let mut window = window_of_200_stream_sources();
         let mut outgoing = OutgoingRecord::default();
         take_receipt(&mut window, &mut outgoing, &receipt(10));
         // Both spans are repaired, in packets 20 and 21.
@@ -723,19 +729,7 @@ mod tests {
 
     #[test]
     fn a_stream_span_is_topped_up_as_its_holes_show() {
-        let config = DataPlaneConfig::default();
-        let mut window = TxWindow::new();
-        let mut out = Vec::new();
-        for flow_seq in 0..200 {
-            window.add_source(
-                Timestamp::ZERO,
-                stream_segment(flow_seq),
-                &config,
-                context(),
-                true,
-                &mut out,
-            );
-        }
+        let mut window = window_of_200_stream_sources();
         let mut outgoing = OutgoingRecord::default();
         let receipt_needing = |needed: u64, largest_packet: u64| Receipt {
             needs: vec![(5, needed)],
