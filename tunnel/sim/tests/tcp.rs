@@ -153,3 +153,65 @@ fn direct_cubic_at_one_percent_loss_is_far_below_a_clean_link() {
         assert!(lossy > 0.0, "seed {seed}: nothing delivered at 1 % loss");
     }
 }
+
+/// Seconds the transfer `sim` is running takes from now, through node `a`'s
+/// sender to node `b`'s receiver (10 s at most).
+fn transfer_seconds(sim: &mut Simulation, a: usize, b: usize, tcp: &TcpConfig, total: u64) -> f64 {
+    let start = sim.now();
+    sim.node_mut::<TunnelTcpNode>(a).tcp =
+        TcpEndpoint::Sender(Sender::new(tcp.clone(), start, Some(total)));
+    sim.node_mut::<TunnelTcpNode>(b).tcp = TcpEndpoint::Receiver(Receiver::new(tcp.clone()));
+    let limit = start + Duration::from_secs(10);
+    sim.run_while(limit, |sim| {
+        !sim.node::<TunnelTcpNode>(a)
+            .tcp
+            .sender()
+            .expect("sender")
+            .is_done()
+    });
+    (sim.now() - start).as_secs_f64()
+}
+
+#[test]
+fn a_connection_after_a_pause_is_as_fast_as_the_first_without_a_ceiling() {
+    // One session, two transfers 2 s apart (as two downloads through a
+    // long-lived tunnel): the second must not start from the trickle that
+    // arrived during the pause.
+    let one_way = Duration::from_millis(50);
+    let total = 6_000_000;
+    let plane_config = DataPlaneConfig {
+        max_datagram_size: 1452,
+        ..DataPlaneConfig::default()
+    };
+    let mss = (1340usize.min(plane_config.max_segment_size()) - HEADER_LEN) as u32;
+    let tcp = TcpConfig::default()
+        .with_mss(mss)
+        .with_handshake_rtt(one_way * 2);
+    let (ka, kb) = keys();
+    let mut sim = Simulation::new(5);
+    let sender = TunnelTcpNode::new(
+        TcpEndpoint::Receiver(Receiver::new(tcp.clone())),
+        DataPlane::new(Timestamp::ZERO, ka, plane_config.clone()),
+        addr(2),
+        1,
+        one_way,
+    );
+    let receiver = TunnelTcpNode::new(
+        TcpEndpoint::Receiver(Receiver::new(tcp.clone())),
+        DataPlane::new(Timestamp::ZERO, kb, plane_config),
+        addr(1),
+        1,
+        one_way,
+    );
+    let a = sim.add_node(addr(1), sender);
+    let b = sim.add_node(addr(2), receiver);
+    sim.connect(a, b, link(one_way, 0.0), link(one_way, 0.0));
+    let first = transfer_seconds(&mut sim, a, b, &tcp, total);
+    sim.run_for(Duration::from_secs(2));
+    let second = transfer_seconds(&mut sim, a, b, &tcp, total);
+    assert!(first < 9.0, "first transfer took {first:.2} s");
+    assert!(
+        second < first * 1.25,
+        "second transfer took {second:.2} s, the first {first:.2} s"
+    );
+}

@@ -71,6 +71,10 @@ const CONTENDED_BACKOFF: f64 = 0.5;
 /// datagram, as a TCP window's additive increase.
 const CONTENDED_STEP_BYTES: f64 = 1300.0;
 
+/// How long the best arrival rate bounds the anti-amplification cap
+/// ([`RateController::amplification_cap`]).
+const AMPLIFICATION_WINDOW: Duration = Duration::from_secs(10);
+
 /// Shortest and longest look-back of the bounds on random loss
 /// ([`RateController::set_peer_loss`]): four round trips within them.
 const LOSS_REPORT_WINDOW_MIN: Duration = Duration::from_secs(1);
@@ -215,6 +219,9 @@ pub struct RateController {
     cycle_index: usize,
     cycle_started: Timestamp,
     arrived_samples: VecDeque<(Timestamp, f64)>,
+    /// The same arrival samples over [`AMPLIFICATION_WINDOW`]: what the
+    /// anti-amplification cap scales.
+    arrived_peak_samples: VecDeque<(Timestamp, f64)>,
     arrived_anchor: Option<(Timestamp, u64)>,
     peer_loss: f64,
     /// Loss reported while the path showed no queue: random loss.
@@ -273,6 +280,7 @@ impl RateController {
             cycle_index: 0,
             cycle_started: now,
             arrived_samples: VecDeque::new(),
+            arrived_peak_samples: VecDeque::new(),
             arrived_anchor: None,
             peer_loss: 0.0,
             clean_loss: None,
@@ -395,12 +403,14 @@ impl RateController {
                 if elapsed >= self.min_rtt().max(Duration::from_millis(20)) / 2 && total >= bytes {
                     let rate = (total - bytes) as f64 / elapsed.as_secs_f64();
                     self.arrived_samples.push_back((now, rate));
+                    self.arrived_peak_samples.push_back((now, rate));
                     self.arrived_anchor = Some((now, total));
                 }
             }
         }
         let window = self.filter_window();
         windowed_max(&mut self.arrived_samples, now, window);
+        windowed_max(&mut self.arrived_peak_samples, now, AMPLIFICATION_WINDOW);
     }
 
     /// Loss well above the random loss while the queue is ours: the path's
@@ -751,9 +761,16 @@ impl RateController {
     }
 
     /// The anti-amplification cap in bytes per second, if measured.
+    ///
+    /// It scales the best arrival rate of the last [`AMPLIFICATION_WINDOW`],
+    /// not of the estimator's short window: after a pause (between two
+    /// transfers on a long-lived session) what arrives is the trickle the
+    /// sender had, and a cap on that would make the next connection's
+    /// slow start find room growing by half a window per round trip, its
+    /// first windows queued and refused.
     pub fn amplification_cap(&self) -> Option<f64> {
         let arrived = self
-            .arrived_samples
+            .arrived_peak_samples
             .iter()
             .map(|&(_, r)| r)
             .reduce(f64::max)?;
@@ -861,6 +878,40 @@ mod tests {
         }
         // At most 1.5 × what arrives (100 kB/s), not the claimed 100 MB/s.
         assert!(rate.pacing_bytes_per_second() <= 150_000.0 * 1.01);
+    }
+
+    #[test]
+    fn a_pause_between_transfers_keeps_the_rate_for_the_next() {
+        let mut rate = RateController::new(at(0), config());
+        let mut received = 0;
+        for i in 0..50 {
+            rate.on_sample(at(i * 100), sample(2_500_000.0, i * 10));
+            rate.set_peer_loss(at(i * 100), 0.0);
+            received += 250_000;
+            rate.on_peer_bytes_received(at(i * 100), received);
+        }
+        // Two seconds of a trickle (keepalives, a TCP handshake): 1 kB/s.
+        for i in 50..70 {
+            let mut idle = sample(1_000.0, i * 10);
+            idle.app_limited = true;
+            rate.on_sample(at(i * 100), idle);
+            received += 100;
+            rate.on_peer_bytes_received(at(i * 100), received);
+        }
+        assert!(
+            rate.pacing_bytes_per_second() >= 2_000_000.0,
+            "{} B/s after a pause",
+            rate.pacing_bytes_per_second()
+        );
+        // What arrived long ago no longer vouches for the path.
+        for i in 70..200 {
+            let mut idle = sample(1_000.0, i * 10);
+            idle.app_limited = true;
+            rate.on_sample(at(i * 100), idle);
+            received += 100;
+            rate.on_peer_bytes_received(at(i * 100), received);
+        }
+        assert!(rate.amplification_cap().unwrap() < 10_000.0);
     }
 
     #[test]
