@@ -25,8 +25,8 @@ pub struct DataPlaneConfig {
     /// Bytes the send queue may hold; beyond it [`SendError::QueueFull`].
     pub send_queue_limit_bytes: usize,
     /// Sojourn time in the send queue above which the queue manager starts
-    /// refusing segments (CoDel-like), so an inner TCP sees congestion: a
-    /// tenth of the smoothed round trip, within these bounds...
+    /// refusing segments (CoDel-like), so an inner TCP sees congestion: 0.4
+    /// of the smoothed round trip, within these bounds...
     pub send_queue_delay_target_min: Duration,
     /// ...and this.
     pub send_queue_delay_target_max: Duration,

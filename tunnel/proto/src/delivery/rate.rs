@@ -71,8 +71,8 @@ const CONTENDED_BACKOFF: f64 = 0.5;
 /// datagram, as a TCP window's additive increase.
 const CONTENDED_STEP_BYTES: f64 = 1300.0;
 
-/// How long the best arrival rate bounds the anti-amplification cap
-/// ([`RateController::amplification_cap`]).
+/// How long the best arrival rate of a sender that filled the path keeps
+/// the anti-amplification cap up ([`RateController::amplification_cap`]).
 const AMPLIFICATION_WINDOW: Duration = Duration::from_secs(10);
 
 /// Shortest and longest look-back of the bounds on random loss
@@ -219,9 +219,11 @@ pub struct RateController {
     cycle_index: usize,
     cycle_started: Timestamp,
     arrived_samples: VecDeque<(Timestamp, f64)>,
-    /// The same arrival samples over [`AMPLIFICATION_WINDOW`]: what the
-    /// anti-amplification cap scales.
-    arrived_peak_samples: VecDeque<(Timestamp, f64)>,
+    /// The arrival samples taken while the sender filled the path (a
+    /// backlogged sample reached the estimate within two round trips),
+    /// over [`AMPLIFICATION_WINDOW`]: they keep the anti-amplification cap
+    /// up through a pause.
+    arrived_filled_samples: VecDeque<(Timestamp, f64)>,
     arrived_anchor: Option<(Timestamp, u64)>,
     peer_loss: f64,
     /// Loss reported while the path showed no queue: random loss.
@@ -280,7 +282,7 @@ impl RateController {
             cycle_index: 0,
             cycle_started: now,
             arrived_samples: VecDeque::new(),
-            arrived_peak_samples: VecDeque::new(),
+            arrived_filled_samples: VecDeque::new(),
             arrived_anchor: None,
             peer_loss: 0.0,
             clean_loss: None,
@@ -403,14 +405,19 @@ impl RateController {
                 if elapsed >= self.min_rtt().max(Duration::from_millis(20)) / 2 && total >= bytes {
                     let rate = (total - bytes) as f64 / elapsed.as_secs_f64();
                     self.arrived_samples.push_back((now, rate));
-                    self.arrived_peak_samples.push_back((now, rate));
+                    let filled = self
+                        .pushed_at
+                        .is_some_and(|at| now - at <= self.smoothed_rtt() * 2);
+                    if filled {
+                        self.arrived_filled_samples.push_back((now, rate));
+                    }
                     self.arrived_anchor = Some((now, total));
                 }
             }
         }
         let window = self.filter_window();
         windowed_max(&mut self.arrived_samples, now, window);
-        windowed_max(&mut self.arrived_peak_samples, now, AMPLIFICATION_WINDOW);
+        windowed_max(&mut self.arrived_filled_samples, now, AMPLIFICATION_WINDOW);
     }
 
     /// Loss well above the random loss while the queue is ours: the path's
@@ -762,16 +769,19 @@ impl RateController {
 
     /// The anti-amplification cap in bytes per second, if measured.
     ///
-    /// It scales the best arrival rate of the last [`AMPLIFICATION_WINDOW`],
-    /// not of the estimator's short window: after a pause (between two
-    /// transfers on a long-lived session) what arrives is the trickle the
-    /// sender had, and a cap on that would make the next connection's
-    /// slow start find room growing by half a window per round trip, its
-    /// first windows queued and refused.
+    /// It scales the best recent arrival rate, or the best of the last
+    /// [`AMPLIFICATION_WINDOW`] taken while the sender filled the path if
+    /// that is higher: after a pause (between two transfers on a
+    /// long-lived session) what arrives is the trickle the sender had, and
+    /// a cap on that alone would make the next connection's slow start
+    /// find room growing by half a window per round trip, its first
+    /// windows queued and refused. Only a filled path vouches for its rate
+    /// that long: a sender short of data measures its bursts.
     pub fn amplification_cap(&self) -> Option<f64> {
         let arrived = self
-            .arrived_peak_samples
+            .arrived_samples
             .iter()
+            .chain(self.arrived_filled_samples.iter())
             .map(|&(_, r)| r)
             .reduce(f64::max)?;
         let loss = self.peer_loss.min(self.config.max_loss);

@@ -110,10 +110,10 @@ impl DataPlane {
 
     fn send_source(&mut self, now: Timestamp, segment: QueuedSegment, out: &mut Vec<u8>) {
         self.rate.set_backlog(self.queue.queued_bytes());
-        // Segments that waited longer than the queue manager's target: the
-        // pace is below demand (streams included, which the queue manager
-        // never refuses).
-        if now - segment.enqueued_at > self.queue_target().delay {
+        // Segments that waited longer than the backlog delay: the pace is
+        // below demand (streams included, which the queue manager never
+        // refuses).
+        if now - segment.enqueued_at > self.backlog_delay() {
             self.rate.on_send_backlog(now);
         }
         let context = self.repair_context();
