@@ -900,27 +900,25 @@ mod tests {
             received += 250_000;
             rate.on_peer_bytes_received(at(i * 100), received);
         }
-        // Two seconds of a trickle (keepalives, a TCP handshake): 1 kB/s.
-        for i in 50..70 {
-            let mut idle = sample(1_000.0, i * 10);
-            idle.app_limited = true;
-            rate.on_sample(at(i * 100), idle);
-            received += 100;
-            rate.on_peer_bytes_received(at(i * 100), received);
-        }
+        // A trickle (keepalives, a TCP handshake): 1 kB/s, a sample per 0.1 s.
+        let trickle =
+            |rate: &mut RateController, received: &mut u64, steps: std::ops::Range<u64>| {
+                for i in steps {
+                    let mut idle = sample(1_000.0, i * 10);
+                    idle.app_limited = true;
+                    rate.on_sample(at(i * 100), idle);
+                    *received += 100;
+                    rate.on_peer_bytes_received(at(i * 100), *received);
+                }
+            };
+        trickle(&mut rate, &mut received, 50..70);
         assert!(
             rate.pacing_bytes_per_second() >= 2_000_000.0,
             "{} B/s after a pause",
             rate.pacing_bytes_per_second()
         );
         // What arrived long ago no longer vouches for the path.
-        for i in 70..200 {
-            let mut idle = sample(1_000.0, i * 10);
-            idle.app_limited = true;
-            rate.on_sample(at(i * 100), idle);
-            received += 100;
-            rate.on_peer_bytes_received(at(i * 100), received);
-        }
+        trickle(&mut rate, &mut received, 70..200);
         assert!(rate.amplification_cap().unwrap() < 10_000.0);
     }
 
