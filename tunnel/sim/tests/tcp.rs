@@ -8,7 +8,7 @@ use tgp_proto::{SessionKeys, Timestamp};
 use tgp_sim::tcp::segment::HEADER_LEN;
 use tgp_sim::tcp::{Receiver, Sender, TcpConfig, TcpEndpoint};
 use tgp_sim::tcp_flow::{DirectTcpNode, TunnelTcpNode};
-use tgp_sim::{LinkConfig, Simulation};
+use tgp_sim::{LinkConfig, NodeId, Simulation};
 
 const RATE: u64 = 20_000_000;
 const QUEUE: usize = 100_000;
@@ -40,6 +40,42 @@ fn keys() -> (SessionKeys, SessionKeys) {
     (a, b)
 }
 
+/// A simulation with two tunnel TCP nodes joined by a clean link of
+/// `one_way` delay each way, their data planes on `plane_config` and their
+/// TCP on `tcp` with the data plane's segment size: `a` runs `endpoint_a`,
+/// `b` a receiver. Returns the simulation and the two node ids.
+fn tunnel_pair(
+    seed: u64,
+    one_way: Duration,
+    plane_config: DataPlaneConfig,
+    endpoint_a: impl FnOnce(TcpConfig) -> TcpEndpoint,
+) -> (Simulation, NodeId, NodeId, TcpConfig) {
+    let mss = (1340usize.min(plane_config.max_segment_size()) - HEADER_LEN) as u32;
+    let tcp = TcpConfig::default()
+        .with_mss(mss)
+        .with_handshake_rtt(one_way * 2);
+    let (ka, kb) = keys();
+    let mut sim = Simulation::new(seed);
+    let node_a = TunnelTcpNode::new(
+        endpoint_a(tcp.clone()),
+        DataPlane::new(Timestamp::ZERO, ka, plane_config.clone()),
+        addr(2),
+        1,
+        one_way,
+    );
+    let node_b = TunnelTcpNode::new(
+        TcpEndpoint::Receiver(Receiver::new(tcp.clone())),
+        DataPlane::new(Timestamp::ZERO, kb, plane_config),
+        addr(1),
+        1,
+        one_way,
+    );
+    let a = sim.add_node(addr(1), node_a);
+    let b = sim.add_node(addr(2), node_b);
+    sim.connect(a, b, link(one_way, 0.0), link(one_way, 0.0));
+    (sim, a, b, tcp)
+}
+
 #[test]
 fn cubic_through_tgp_completes_a_transfer_in_order_on_a_clean_link() {
     let one_way = Duration::from_millis(25);
@@ -50,29 +86,9 @@ fn cubic_through_tgp_completes_a_transfer_in_order_on_a_clean_link() {
         max_datagram_size: 1452,
         ..DataPlaneConfig::default()
     };
-    let mss = (1340usize.min(plane_config.max_segment_size()) - HEADER_LEN) as u32;
-    let tcp = TcpConfig::default()
-        .with_mss(mss)
-        .with_handshake_rtt(one_way * 2);
-    let (ka, kb) = keys();
-    let mut sim = Simulation::new(3);
-    let sender = TunnelTcpNode::new(
-        TcpEndpoint::Sender(Sender::new(tcp.clone(), Timestamp::ZERO, Some(total))),
-        DataPlane::new(Timestamp::ZERO, ka, plane_config.clone()),
-        addr(2),
-        1,
-        one_way,
-    );
-    let receiver = TunnelTcpNode::new(
-        TcpEndpoint::Receiver(Receiver::new(tcp)),
-        DataPlane::new(Timestamp::ZERO, kb, plane_config),
-        addr(1),
-        1,
-        one_way,
-    );
-    let a = sim.add_node(addr(1), sender);
-    let b = sim.add_node(addr(2), receiver);
-    sim.connect(a, b, link(one_way, 0.0), link(one_way, 0.0));
+    let (mut sim, a, b, _) = tunnel_pair(3, one_way, plane_config, |tcp| {
+        TcpEndpoint::Sender(Sender::new(tcp, Timestamp::ZERO, Some(total)))
+    });
     let limit = Timestamp::from_duration(Duration::from_secs(30));
     sim.run_while(limit, |sim| {
         !sim.node::<TunnelTcpNode>(a)
@@ -183,29 +199,9 @@ fn a_connection_after_a_pause_is_as_fast_as_the_first_without_a_ceiling() {
         max_datagram_size: 1452,
         ..DataPlaneConfig::default()
     };
-    let mss = (1340usize.min(plane_config.max_segment_size()) - HEADER_LEN) as u32;
-    let tcp = TcpConfig::default()
-        .with_mss(mss)
-        .with_handshake_rtt(one_way * 2);
-    let (ka, kb) = keys();
-    let mut sim = Simulation::new(5);
-    let sender = TunnelTcpNode::new(
-        TcpEndpoint::Receiver(Receiver::new(tcp.clone())),
-        DataPlane::new(Timestamp::ZERO, ka, plane_config.clone()),
-        addr(2),
-        1,
-        one_way,
-    );
-    let receiver = TunnelTcpNode::new(
-        TcpEndpoint::Receiver(Receiver::new(tcp.clone())),
-        DataPlane::new(Timestamp::ZERO, kb, plane_config),
-        addr(1),
-        1,
-        one_way,
-    );
-    let a = sim.add_node(addr(1), sender);
-    let b = sim.add_node(addr(2), receiver);
-    sim.connect(a, b, link(one_way, 0.0), link(one_way, 0.0));
+    let (mut sim, a, b, tcp) = tunnel_pair(5, one_way, plane_config, |tcp| {
+        TcpEndpoint::Receiver(Receiver::new(tcp))
+    });
     let first = transfer_seconds(&mut sim, a, b, &tcp, total);
     sim.run_for(Duration::from_secs(2));
     let second = transfer_seconds(&mut sim, a, b, &tcp, total);

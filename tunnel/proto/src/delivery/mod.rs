@@ -350,10 +350,7 @@ impl DataPlane {
     pub(super) fn queue_target(&self) -> Target {
         let srtt = self.rate.smoothed_rtt();
         Target {
-            delay: srtt.mul_f64(QUEUE_TARGET_RTT_FRACTION).clamp(
-                self.config.send_queue_delay_target_min,
-                self.config.send_queue_delay_target_max,
-            ),
+            delay: self.round_trip_share(QUEUE_TARGET_RTT_FRACTION),
             interval: srtt.clamp(Duration::from_millis(50), Duration::from_millis(500)),
         }
     }
@@ -362,7 +359,13 @@ impl DataPlane {
     /// the pace is below demand (the rate controller then probes up): a
     /// tenth of the round trip, within the queue manager's bounds.
     pub(super) fn backlog_delay(&self) -> Duration {
-        (self.rate.smoothed_rtt() / 10).clamp(
+        self.round_trip_share(0.1)
+    }
+
+    /// `fraction` of the smoothed round trip, within the queue manager's
+    /// delay bounds.
+    fn round_trip_share(&self, fraction: f64) -> Duration {
+        self.rate.smoothed_rtt().mul_f64(fraction).clamp(
             self.config.send_queue_delay_target_min,
             self.config.send_queue_delay_target_max,
         )
