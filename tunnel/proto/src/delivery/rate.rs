@@ -176,6 +176,11 @@ impl<T: PartialOrd + Copy> WindowedMin<T> {
             self.samples.pop_back();
         }
         self.samples.push_back((now, value));
+        self.expire(now, window);
+    }
+
+    /// Forgets the samples older than `window`.
+    fn expire(&mut self, now: Timestamp, window: Duration) {
         while self.samples.front().is_some_and(|&(t, _)| now - t > window) {
             self.samples.pop_front();
         }
@@ -198,6 +203,27 @@ fn windowed_max(
     samples.iter().map(|&(_, r)| r).reduce(f64::max)
 }
 
+/// The maximum rate over a sliding time window, read in constant time: a
+/// [`WindowedMin`] of the negated rates. (The arrival rate is read for
+/// every packet sent; a scan of ten seconds of samples cost a thousand
+/// comparisons each time.)
+#[derive(Clone, Debug, Default)]
+struct WindowedMaxRate(WindowedMin<f64>);
+
+impl WindowedMaxRate {
+    fn push(&mut self, now: Timestamp, rate: f64, window: Duration) {
+        self.0.push(now, -rate, window);
+    }
+
+    fn expire(&mut self, now: Timestamp, window: Duration) {
+        self.0.expire(now, window);
+    }
+
+    fn get(&self) -> Option<f64> {
+        self.0.get().map(|negated| -negated)
+    }
+}
+
 /// A BBR-like estimator of bottleneck rate and minimum RTT.
 #[derive(Clone, Debug)]
 pub struct RateController {
@@ -218,12 +244,12 @@ pub struct RateController {
     round_backlogged: bool,
     cycle_index: usize,
     cycle_started: Timestamp,
-    arrived_samples: VecDeque<(Timestamp, f64)>,
+    arrived_samples: WindowedMaxRate,
     /// The arrival samples taken while the sender filled the path (a
     /// backlogged sample reached the estimate within two round trips),
     /// over [`AMPLIFICATION_WINDOW`]: they keep the anti-amplification cap
     /// up through a pause.
-    arrived_filled_samples: VecDeque<(Timestamp, f64)>,
+    arrived_filled_samples: WindowedMaxRate,
     arrived_anchor: Option<(Timestamp, u64)>,
     peer_loss: f64,
     /// Loss reported while the path showed no queue: random loss.
@@ -281,8 +307,8 @@ impl RateController {
             round_backlogged: false,
             cycle_index: 0,
             cycle_started: now,
-            arrived_samples: VecDeque::new(),
-            arrived_filled_samples: VecDeque::new(),
+            arrived_samples: WindowedMaxRate::default(),
+            arrived_filled_samples: WindowedMaxRate::default(),
             arrived_anchor: None,
             peer_loss: 0.0,
             clean_loss: None,
@@ -404,20 +430,23 @@ impl RateController {
                 let elapsed = now - at;
                 if elapsed >= self.min_rtt().max(Duration::from_millis(20)) / 2 && total >= bytes {
                     let rate = (total - bytes) as f64 / elapsed.as_secs_f64();
-                    self.arrived_samples.push_back((now, rate));
+                    let window = self.filter_window();
+                    self.arrived_samples.push(now, rate, window);
                     let filled = self
                         .pushed_at
                         .is_some_and(|at| now - at <= self.smoothed_rtt() * 2);
                     if filled {
-                        self.arrived_filled_samples.push_back((now, rate));
+                        self.arrived_filled_samples
+                            .push(now, rate, AMPLIFICATION_WINDOW);
                     }
                     self.arrived_anchor = Some((now, total));
                 }
             }
         }
         let window = self.filter_window();
-        windowed_max(&mut self.arrived_samples, now, window);
-        windowed_max(&mut self.arrived_filled_samples, now, AMPLIFICATION_WINDOW);
+        self.arrived_samples.expire(now, window);
+        self.arrived_filled_samples
+            .expire(now, AMPLIFICATION_WINDOW);
     }
 
     /// Loss well above the random loss while the queue is ours: the path's
@@ -559,11 +588,7 @@ impl RateController {
     /// The best recent arrival rate over the random loss: what we put
     /// through the path.
     fn arrived_rate(&self) -> Option<f64> {
-        let arrived = self
-            .arrived_samples
-            .iter()
-            .map(|&(_, r)| r)
-            .reduce(f64::max)?;
+        let arrived = self.arrived_samples.get()?;
         let loss = self.clean_loss.unwrap_or(0.0).min(self.config.max_loss);
         Some(arrived / (1.0 - loss))
     }
@@ -778,12 +803,13 @@ impl RateController {
     /// windows queued and refused. Only a filled path vouches for its rate
     /// that long: a sender short of data measures its bursts.
     pub fn amplification_cap(&self) -> Option<f64> {
-        let arrived = self
-            .arrived_samples
-            .iter()
-            .chain(self.arrived_filled_samples.iter())
-            .map(|&(_, r)| r)
-            .reduce(f64::max)?;
+        let arrived = match (
+            self.arrived_samples.get(),
+            self.arrived_filled_samples.get(),
+        ) {
+            (Some(recent), Some(filled)) => recent.max(filled),
+            (recent, filled) => recent.or(filled)?,
+        };
         let loss = self.peer_loss.min(self.config.max_loss);
         // Start-up doubles per round and arrivals lag it by one: allow 3x
         // there (QUIC's limit before validation), 1.5x otherwise.
@@ -851,6 +877,24 @@ mod tests {
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_duration(Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn windowed_max_rate_is_the_largest_sample_within_the_window() {
+        let window = Duration::from_millis(100);
+        let mut max = WindowedMaxRate::default();
+        assert_eq!(max.get(), None);
+        max.push(at(0), 5.0, window);
+        max.push(at(10), 9.0, window);
+        max.push(at(20), 3.0, window);
+        assert_eq!(max.get(), Some(9.0));
+        // 9 ages out; 3 (younger) is all that is left.
+        max.expire(at(115), window);
+        assert_eq!(max.get(), Some(3.0));
+        max.push(at(130), 4.0, window);
+        assert_eq!(max.get(), Some(4.0));
+        max.expire(at(300), window);
+        assert_eq!(max.get(), None);
     }
 
     fn sample(rate: f64, packet: u64) -> RateSample {
