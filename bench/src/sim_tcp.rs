@@ -56,7 +56,10 @@ fn tcp_config(args: &SimArgs, mss: usize) -> TcpConfig {
 /// default).
 fn plane_config(args: &SimArgs) -> DataPlaneConfig {
     if args.tcp_rate_ceiling_mbit == 0 {
-        return DataPlaneConfig::default();
+        return DataPlaneConfig {
+            max_datagram_size: DAEMON_DATAGRAM_SIZE,
+            ..DataPlaneConfig::default()
+        };
     }
     let ceiling = args.tcp_rate_ceiling_mbit * 1_000_000;
     DataPlaneConfig {
