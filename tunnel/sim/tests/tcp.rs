@@ -42,8 +42,9 @@ fn keys() -> (SessionKeys, SessionKeys) {
 
 /// A simulation with two tunnel TCP nodes joined by a clean link of
 /// `one_way` delay each way, their data planes on `plane_config` and their
-/// TCP on `tcp` with the data plane's segment size: `a` runs `endpoint_a`,
-/// `b` a receiver. Returns the simulation and the two node ids.
+/// TCP with the data plane's segment size: `a` runs what `endpoint_a`
+/// builds from that TCP configuration, `b` a receiver. Returns the
+/// simulation, the two node ids and the TCP configuration.
 fn tunnel_pair(
     seed: u64,
     one_way: Duration,

@@ -19,11 +19,10 @@ pub struct DataPlaneConfig {
     /// Never send faster than this, bits per second (`rate` option).
     pub rate_ceiling_bits_per_second: Option<u64>,
     /// Pacing rate before anything is measured, bits per second. The
-    /// default, 8 Mbit/s, is about a tenth of what a lossy link of today
-    /// carries: start-up from 2 Mbit/s lagged an inner TCP's slow start
-    /// at 30 % loss and 100 ms (the first connection of a fresh session
-    /// lost part of its first window in the send queue and ran at half
-    /// the rate of later ones). A start above a slower link is brought
+    /// default is 8 Mbit/s: start-up from 2 Mbit/s lagged an inner TCP's
+    /// slow start at 30 % loss and 100 ms (the first connection of a fresh
+    /// session lost part of its first window in the send queue and ran at
+    /// half the rate of later ones). A start above a slower link is brought
     /// down by its queue, at a price: on 2 Mbit/s at 10 % loss split mode
     /// ran about 30 % slower than from 2 Mbit/s. Slow links want a ceiling.
     pub initial_rate_bits_per_second: u64,

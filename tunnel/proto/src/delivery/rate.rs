@@ -430,8 +430,7 @@ impl RateController {
                 let elapsed = now - at;
                 if elapsed >= self.min_rtt().max(Duration::from_millis(20)) / 2 && total >= bytes {
                     let rate = (total - bytes) as f64 / elapsed.as_secs_f64();
-                    let window = self.filter_window();
-                    self.arrived_samples.push(now, rate, window);
+                    self.arrived_samples.push(now, rate, self.filter_window());
                     let filled = self
                         .pushed_at
                         .is_some_and(|at| now - at <= self.smoothed_rtt() * 2);
@@ -803,13 +802,12 @@ impl RateController {
     /// windows queued and refused. Only a filled path vouches for its rate
     /// that long: a sender short of data measures its bursts.
     pub fn amplification_cap(&self) -> Option<f64> {
-        let arrived = match (
-            self.arrived_samples.get(),
-            self.arrived_filled_samples.get(),
-        ) {
-            (Some(recent), Some(filled)) => recent.max(filled),
-            (recent, filled) => recent.or(filled)?,
-        };
+        let arrived = self
+            .arrived_samples
+            .get()
+            .into_iter()
+            .chain(self.arrived_filled_samples.get())
+            .reduce(f64::max)?;
         let loss = self.peer_loss.min(self.config.max_loss);
         // Start-up doubles per round and arrivals lag it by one: allow 3x
         // there (QUIC's limit before validation), 1.5x otherwise.
