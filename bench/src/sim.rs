@@ -123,11 +123,14 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
                 result.added_delay_p99.as_secs_f64() * 1e3,
             );
             eprintln!(
-                "  (simulated {:.1} s in {:.1} s; reverse wire {:.3} of goodput; records match: {})",
+                "  (simulated {:.1} s in {:.1} s; reverse wire {:.3} of goodput; records match: {}; repairs per source: proactive {:.3} reactive {:.3}, redundant at the receiver {:.3})",
                 result.simulated.as_secs_f64(),
                 result.wall.as_secs_f64(),
                 result.reverse_wire_per_goodput,
-                result.records_match
+                result.records_match,
+                result.proactive_per_source,
+                result.reactive_per_source,
+                result.redundant_per_source,
             );
             queueing.push((loss, result.queue_p50, result.queue_p95));
         }
@@ -172,6 +175,11 @@ struct ReliableResult {
     simulated: Duration,
     wall: Duration,
     records_match: bool,
+    /// Repair symbols per source sent: proactive, reactive, and those the
+    /// receiver found of no use.
+    proactive_per_source: f64,
+    reactive_per_source: f64,
+    redundant_per_source: f64,
 }
 
 fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
@@ -239,6 +247,8 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
             stats
         );
     }
+    let sources = sender.plane.stats().segments_sent.max(1) as f64;
+    let per_source = |count: u64| count as f64 / sources;
     let records_match =
         sender.plane.delivery_record().outgoing == receiver.plane.delivery_record().incoming;
     Ok(ReliableResult {
@@ -254,6 +264,9 @@ fn reliable(args: &SimArgs, loss: f64) -> anyhow::Result<ReliableResult> {
         simulated: finished.since_origin(),
         wall: wall.elapsed(),
         records_match,
+        proactive_per_source: per_source(sender.plane.stats().proactive_repairs_sent),
+        reactive_per_source: per_source(sender.plane.stats().reactive_repairs_sent),
+        redundant_per_source: per_source(receiver.plane.stats().redundant_repairs),
     })
 }
 
